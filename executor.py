@@ -45,7 +45,6 @@ still forbids new processes for a non-root user). `SANDBOX` below says which cas
 
 import argparse
 import ast
-import gc
 import json
 import os
 import re
@@ -378,7 +377,6 @@ def worker_main(uid, namespaced):
     scratch = tempfile.mkdtemp(prefix="azr-jobs-")
     os.chmod(scratch, 0o711)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
-    gc.freeze()  # children then copy fewer pages on write
     out = sys.stdout.buffer
     for n, line in enumerate(sys.stdin.buffer):
         job = json.loads(line)

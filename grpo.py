@@ -1,0 +1,672 @@
+"""
+GRPO-family policy-gradient training for Absolute Zero Reasoner (AZR) self-play, loss written by hand.
+
+AZR (SPEC section 2) trains one causal LM in two roles: as proposer it writes Python tasks
+(deduction, abduction, induction) and is rewarded for learnability, as solver it answers them and is
+rewarded for correctness checked by running the code. Both roles are updated with a clipped
+policy-gradient loss (SPEC section 3):
+  - advantages: TRR++ (one baseline per (role, task type) over the batch), GRPO (one per prompt
+    group, divided by the std), or Dr. GRPO (one per prompt group, no std);
+  - per-token ratio rho = exp(logp - old_logp) with PPO clipping, optional k3 KL to a reference;
+  - token-mean (DAPO), sequence-mean of token-means (GRPO) or sum / constant length (Dr. GRPO).
+Log-probabilities and the full-vocabulary entropy (SPEC section 4, logged per role and task type
+for the entropy-dynamics analysis) are computed in chunks of positions, so the B x T x V float32
+logits tensor, which dominates memory at V = 151,936, is never materialised, not even in backward.
+
+Run:
+    python grpo.py --model <hub id or folder>
+    python grpo.py --bench        # peak memory, chunked vs naive log-probs + entropy
+"""
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.autograd.function import once_differentiable
+from tqdm import tqdm
+
+from executor import close_pool
+from models import load_model, render_chat, sample
+from proposer import (PROPOSER_REWARDS, add_to_buffer, induction_proposal_prompt, load_buffer, make_tasks,
+                      proposal_prompt, proposer_reward, sample_references, save_buffer, seed_induction,
+                      seed_triplets)
+from solver import solver_prompt, solver_rewards
+
+# -----------------------------------------------------------------------------
+# log-probabilities and entropy of the response tokens, chunked over positions
+
+
+def _chunk_logits(hidden, weight, temperature):
+    """z = hidden @ W^T / T for one chunk, in float32 (float64 stays float64, for tests).
+
+    The matmul runs in the model's dtype and is upcast after, the same way HF generate gets the
+    logits it samples from (bf16 lm_head, then .float(), then / T), so the loss sees the sampling
+    distribution (SPEC section 3)."""
+    acc_dtype = torch.promote_types(hidden.dtype, torch.float32)
+    return (hidden @ weight.T).to(acc_dtype) / temperature
+
+
+class _ChunkedLogpEntropy(torch.autograd.Function):
+    """Forward and backward of token_logprobs_and_entropy; saves only hidden, weight and targets and
+    recomputes each chunk's logits in backward, so both passes hold at most chunk_size x V logits."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, temperature, chunk_size):
+        logps, entropies = [], []
+        for s in range(0, hidden.shape[0], chunk_size):
+            z = _chunk_logits(hidden[s:s + chunk_size], weight, temperature)
+            lse = z.logsumexp(-1)
+            logps.append(z.gather(-1, targets[s:s + chunk_size, None]).squeeze(-1) - lse)
+            # SPEC section 4: H = logsumexp(z) - sum_i softmax(z)_i z_i
+            entropies.append(lse - (z.softmax(-1) * z).sum(-1))
+        ctx.save_for_backward(hidden, weight, targets)
+        ctx.temperature, ctx.chunk_size = temperature, chunk_size
+        return torch.cat(logps), torch.cat(entropies)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_logp, grad_entropy):
+        hidden, weight, targets = ctx.saved_tensors
+        T, c = ctx.temperature, ctx.chunk_size
+        acc_dtype = torch.promote_types(hidden.dtype, torch.float32)
+        grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        # the weight gradient sums over every position: accumulate it in float32, not bf16
+        grad_weight = torch.zeros_like(weight, dtype=acc_dtype) if ctx.needs_input_grad[1] else None
+        for s in range(0, hidden.shape[0], c):
+            h = hidden[s:s + c]
+            logq = _chunk_logits(h, weight, T).log_softmax(-1)
+            p = logq.exp()
+            H = -(p * logq).sum(-1, keepdim=True)
+            g_logp, g_ent = grad_logp[s:s + c, None], grad_entropy[s:s + c, None]
+            # d logp_y / dz_i = 1[i = y] - p_i ;  dH / dz_i = -p_i (log p_i + H) ;  dz/dx = 1/T
+            grad_z = -p * (g_logp + g_ent * (logq + H))
+            grad_z.scatter_add_(-1, targets[s:s + c, None], g_logp)
+            grad_z /= T
+            if grad_hidden is not None:
+                grad_hidden[s:s + c] = grad_z.to(hidden.dtype) @ weight
+            if grad_weight is not None:
+                grad_weight.addmm_(grad_z.T, h.to(acc_dtype))
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(weight.dtype)
+        return grad_hidden, grad_weight, None, None, None
+
+
+def token_logprobs_and_entropy(hidden, lm_head_weight, targets, temperature=1.0, chunk_size=128):
+    """Per-position log p(target) and entropy under softmax(z), z = hidden @ W^T / T.
+
+    hidden (N, H): final hidden states at the positions that predict response tokens;
+    lm_head_weight (V, H); targets (N,) token ids. Returns (logp, entropy), each (N,) in float32
+    (float64 for float64 inputs):
+        logp_n    = z_n[y_n] - logsumexp(z_n)
+        entropy_n = logsumexp(z_n) - sum_i softmax(z_n)_i z_n,i        (SPEC section 4)
+    Computed chunk_size positions at a time in forward and again in backward, so no N x V tensor
+    exists; gradients reach hidden and lm_head_weight in their own dtype."""
+    return _ChunkedLogpEntropy.apply(hidden, lm_head_weight, targets, temperature, chunk_size)
+
+
+def sequence_logprobs_and_entropy(model, input_ids, attention_mask, response_mask, temperature=1.0,
+                                  chunk_size=128):
+    """logp[b, t] = log pi(input_ids[b, t] | input_ids[b, :t]) at temperature T, and the entropy
+    of that next-token distribution, for every t with response_mask[b, t]; 0 elsewhere. (B, T) each.
+
+    Runs the decoder without its lm_head (hidden states only), takes the states at t - 1 that predict
+    each response token t, and hands them to token_logprobs_and_entropy with the lm_head weight
+    (tied to the input embeddings in small models, which is fine: gradients reach both uses).
+    response_mask comes from the caller and is never derived from pad ids: where pad id == eos id
+    the final EOS is a response token and must stay in the loss (SPEC section 3)."""
+    assert model.get_output_embeddings().bias is None, "logits are hidden @ W^T; an lm_head bias is not handled"
+    response_mask = response_mask.bool()
+    assert not response_mask[:, 0].any(), "a response token needs a preceding token to predict it"
+    # left padding shifts every position of a row by the same amount, which RoPE (relative
+    # positions) does not see, so default position ids give the distribution generate sampled from
+    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    predicts = response_mask[:, 1:]
+    logp, entropy = token_logprobs_and_entropy(hidden[:, :-1][predicts], model.get_output_embeddings().weight,
+                                               input_ids[:, 1:][predicts], temperature, chunk_size)
+    zeros = torch.zeros(input_ids.shape, dtype=logp.dtype, device=logp.device)
+    return zeros.masked_scatter(response_mask, logp), zeros.masked_scatter(response_mask, entropy)
+
+
+# -----------------------------------------------------------------------------
+# advantages
+
+# whether each mode divides by the group's std; what the groups are is the caller's choice:
+# TRR++ groups by (role, task type) over the whole batch, GRPO and Dr. GRPO by prompt
+ADVANTAGE_MODES = {"trr++": True, "grpo": True, "drgrpo": False}
+
+
+def advantages(rewards, group_ids, mode, eps=1e-6):
+    """Group-baseline advantages (SPEC sections 2 and 3). For each group g of rewards:
+        trr++, grpo:  A_i = (r_i - mean_g(r)) / (std_g(r) + eps)
+        drgrpo:       A_i =  r_i - mean_g(r)
+    std is the unbiased (Bessel-corrected, n - 1) sample std, as torch.std and the verl GRPO code
+    AZR builds on use it. group_ids: one hashable label per reward (e.g. ("solver", "deduction")
+    for TRR++, a prompt index for GRPO), or an int tensor.
+
+    Returns (A, zero_var): zero_var[i] is True where i's group has all rewards equal (a group of
+    one included). Such a group carries no signal: its advantages are exactly 0; count it."""
+    normalize = ADVANTAGE_MODES[mode]
+    labels = group_ids.tolist() if torch.is_tensor(group_ids) else list(group_ids)
+    assert len(labels) == len(rewards)
+    index = {}
+    group = torch.tensor([index.setdefault(g, len(index)) for g in labels], device=rewards.device)
+    A = torch.zeros_like(rewards)
+    zero_var = torch.zeros(len(labels), dtype=torch.bool, device=rewards.device)
+    for g in range(len(index)):
+        members = group == g
+        r = rewards[members]
+        if (r == r[0]).all():
+            zero_var[members] = True
+            continue
+        a = r - r.mean()
+        A[members] = a / (r.std() + eps) if normalize else a
+    return A, zero_var
+
+
+# -----------------------------------------------------------------------------
+# clipped policy loss
+
+
+def aggregate(per_token, mask, mode, norm_length=None):
+    """Reduce a (B, T) per-token loss over the response tokens (mask) to a scalar (SPEC section 3):
+        token-mean:           sum_{b,t} l_bt m_bt / sum_{b,t} m_bt               (DAPO)
+        seq-mean-token-mean:  1/B sum_b [sum_t l_bt m_bt / sum_t m_bt]           (GRPO)
+        seq-sum-norm:         1/B sum_b [sum_t l_bt m_bt / norm_length]          (Dr. GRPO)
+    norm_length is a constant (e.g. max_new_tokens) so long and short responses weigh the same
+    per token. A row with no response token contributes 0 to seq-mean-token-mean."""
+    mask = mask.bool()
+    masked = torch.where(mask, per_token, 0.0)
+    if mode == "token-mean":
+        return masked.sum() / mask.sum()
+    if mode == "seq-mean-token-mean":
+        return (masked.sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    if mode == "seq-sum-norm":
+        return masked.sum() / (mask.shape[0] * norm_length)
+    raise ValueError(f"unknown aggregation {mode!r}")
+
+
+def policy_loss(logp, old_logp, advantages, mask, clip_low=0.2, clip_high=0.2, aggregation="token-mean",
+                norm_length=None, kl_coef=0.0, ref_logp=None):
+    """Clipped surrogate loss (SPEC section 3), per response token t of sequence b:
+        rho = exp(logp - old_logp)
+        l_t = -min(rho A_b, clip(rho, 1 - clip_low, 1 + clip_high) A_b) + kl_coef k3_t
+        k3_t = exp(ref - logp) - (ref - logp) - 1                       (only with ref_logp)
+    then aggregate(l, mask, aggregation, norm_length). logp, old_logp, ref_logp, mask: (B, T);
+    advantages: (B,), one per sequence. Gradient flows only through logp.
+
+    Returns (loss, stats) with stats floats over response tokens: clip_frac (tokens whose gradient
+    the clip removes), ratio_mean, and kl (mean k3) when ref_logp is given."""
+    mask = mask.bool()
+    A = advantages.detach()[:, None]
+    # values outside the mask may be anything (padding): zero them before exp so they cannot overflow
+    log_ratio = torch.where(mask, logp - old_logp.detach(), 0.0)
+    ratio = log_ratio.exp()
+    clipped = ratio.clamp(1 - clip_low, 1 + clip_high)
+    per_token = -torch.minimum(ratio * A, clipped * A)
+    # the clipped branch is the min (so no gradient) exactly when the ratio left the band on the side A pushes
+    clip_active = ((A > 0) & (ratio > 1 + clip_high)) | ((A < 0) & (ratio < 1 - clip_low))
+    n = mask.sum()
+    stats = {"clip_frac": ((clip_active & mask).sum() / n).item(),
+             "ratio_mean": (torch.where(mask, ratio, 0.0).sum() / n).item()}
+    if ref_logp is not None:
+        d = torch.where(mask, ref_logp.detach() - logp, 0.0)
+        kl = d.exp() - d - 1
+        stats["kl"] = (kl.detach().sum() / n).item()
+        per_token = per_token + kl_coef * kl
+    else:
+        assert kl_coef == 0.0, "kl_coef needs ref_logp"
+    return aggregate(per_token, mask, aggregation, norm_length), stats
+
+
+# -----------------------------------------------------------------------------
+# memory benchmark: chunked vs naive log-probs + entropy, forward and backward
+
+
+def _naive_logprobs_and_entropy(hidden, weight, targets, temperature):
+    """The usual implementation: full (N, V) float32 logits, log_softmax, gather, and the
+    entropy logsumexp(z) - sum softmax(z) z over the whole batch at once."""
+    z = (hidden @ weight.T).float() / temperature
+    logp = z.log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
+    entropy = z.logsumexp(-1) - (z.softmax(-1) * z).sum(-1)
+    return logp, entropy
+
+
+def _bench_variant(variant, V, N, H, chunk_size):
+    """Run once in a fresh process: forward + backward of one variant on random inputs; prints one
+    JSON line with the peak memory above what the inputs already held."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cuda = torch.cuda.is_available()
+    device, dtype = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
+
+    def inputs(N, V):
+        hidden = torch.randn(N, H, device=device, dtype=dtype, requires_grad=True)
+        # scaled in place: a temporary copy of the weight would already raise the high-water mark
+        weight = torch.randn(V, H, device=device, dtype=dtype).mul_(H ** -0.5).requires_grad_()
+        targets = torch.randint(0, V, (N,), device=device)
+        return hidden, weight, targets
+
+    def step(hidden, weight, targets):
+        if variant == "chunked":
+            logp, entropy = token_logprobs_and_entropy(hidden, weight, targets, 1.0, chunk_size)
+        else:
+            logp, entropy = _naive_logprobs_and_entropy(hidden, weight, targets, 1.0)
+        (logp.sum() + entropy.sum()).backward()
+
+    step(*inputs(8, 64))  # tiny warm-up: one-time library buffers are not counted as the variant's cost
+    hidden, weight, targets = inputs(N, V)
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    t0 = time.time()
+    step(hidden, weight, targets)
+    if cuda:
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"device": device, "dtype": str(dtype), "peak_extra": peak - base, "seconds": time.time() - t0}))
+
+
+def bench_memory(vocab_sizes=(49152, 151936), B=4, T=1024, hidden=896, chunk_size=128):
+    """Peak memory of forward + backward of token_logprobs_and_entropy vs the naive full-logits
+    computation, at N = B * T response positions (hidden 896 = Qwen2.5-0.5B).
+
+    Each variant runs in its own fresh subprocess so one cannot inherit the other's high-water mark.
+    On CUDA (bf16 inputs) the peak is torch.cuda.max_memory_allocated; on CPU (float32 inputs) it is
+    the child's peak resident set size (ru_maxrss), which counts every allocation torch makes.
+    Both are reported above the memory held after the inputs were allocated. B = 4 by default:
+    the naive variant at B = 8, V = 151,936 needs about 28 GB (six 8192 x V float32 tensors)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    N = B * T
+    print(f"N = B*T = {B}*{T} = {N} positions, hidden {hidden}, chunk_size {chunk_size}, forward + backward")
+    for V in vocab_sizes:
+        peaks = {}
+        for variant in ("chunked", "naive"):
+            code = f"import grpo; grpo._bench_variant({variant!r}, {V}, {N}, {hidden}, {chunk_size})"
+            out = subprocess.run([sys.executable, "-c", code], cwd=here, env=env, capture_output=True, text=True)
+            if out.returncode != 0:
+                print(f"V={V:>6} {variant:>7}: failed (exit {out.returncode}) {out.stderr.strip()[-200:]}")
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            peaks[variant] = r["peak_extra"]
+            print(f"V={V:>6} {variant:>7} [{r['device']} {r['dtype']}]: peak +{r['peak_extra'] / 2**20:9.1f} MiB"
+                  f"  ({r['seconds']:.1f} s)")
+        if len(peaks) == 2:
+            print(f"V={V:>6} naive / chunked = {peaks['naive'] / peaks['chunked']:.1f}x")
+
+
+# -----------------------------------------------------------------------------
+# Self-play: settings. Flags left unset take the preset's value; the full config is saved per run.
+
+PRESETS = {
+    # a laptop: tiny batches, short responses, float32
+    "cpu": dict(dtype="float32", prompts=2, group=2, solve_samples=4, references=3, induction_inputs=4,
+                max_new_tokens=192, micro_batch=4, gen_batch=16, lr=1e-5, grad_ckpt=False),
+    # one 80 GB GPU, 0.5B-3B: AZR's 64 responses per (role, task type), n = 8, K = 6, bf16
+    "gpu": dict(dtype="bfloat16", prompts=16, group=4, solve_samples=8, references=6, induction_inputs=6,
+                max_new_tokens=1024, micro_batch=8, gen_batch=128, lr=1e-6, grad_ckpt=True),
+}
+TASK_TYPES = ("deduction", "abduction", "induction")
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description="AZR self-play with a hand-written GRPO loss.")
+    p.add_argument("--model", default="smollm2-135m", help="hub id, local folder, or built-in: tiny, smollm2-135m")
+    p.add_argument("--out", default=None, help="run folder (default runs/<model>-<time>)")
+    p.add_argument("--steps", type=int, default=None, help="training steps in all (default 20)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="defaults for a laptop CPU or one GPU (default: gpu if CUDA is available)")
+    p.add_argument("--task-types", default=",".join(TASK_TYPES), help="comma-separated subset of " + ", ".join(TASK_TYPES))
+    p.add_argument("--prompts", type=int, help="prompts per (role, task type) per step")
+    p.add_argument("--group", type=int, help="samples per prompt (G); prompts x group = batch per (role, task type)")
+    p.add_argument("--solve-samples", type=int, help="solver samples per valid proposal for its solve rate (AZR n = 8)")
+    p.add_argument("--references", type=int, help="reference triplets shown to the proposer (AZR K = 6)")
+    p.add_argument("--induction-inputs", type=int, help="inputs the induction proposer is asked for")
+    p.add_argument("--max-new-tokens", type=int, help="longest response")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; log-probs use the same")
+    p.add_argument("--advantage", choices=sorted(ADVANTAGE_MODES), default="trr++",
+                   help="trr++: baseline per (role, task type); grpo: per prompt; drgrpo: per prompt, no std")
+    p.add_argument("--loss-agg", choices=["token-mean", "seq-mean-token-mean", "seq-sum-norm"], default="token-mean",
+                   help="token-mean (DAPO), sequence mean of token means (GRPO), sum / max-new-tokens (Dr. GRPO)")
+    p.add_argument("--clip-low", type=float, default=0.2, help="ratio clip below 1")
+    p.add_argument("--clip-high", type=float, default=0.2, help="ratio clip above 1 (DAPO: 0.28)")
+    p.add_argument("--kl-coef", type=float, default=0.0, help="k3 KL to the frozen initial model (AZR: 0)")
+    p.add_argument("--proposer-reward", choices=sorted(PROPOSER_REWARDS), default="learnability",
+                   help="learnability (AZR), peaked at solve rate 0.5 (the study), or sharpening")
+    p.add_argument("--freeze-proposer", action="store_true", help="the proposer samples but gets no gradient")
+    p.add_argument("--lr", type=float, help="AdamW learning rate")
+    p.add_argument("--mini-batches", type=int, default=1, help="optimizer steps per batch (1: on-policy, AZR)")
+    p.add_argument("--micro-batch", type=int, help="sequences per forward/backward (gradient accumulation)")
+    p.add_argument("--gen-batch", type=int, help="sequences per generate call")
+    p.add_argument("--chunk-size", type=int, default=128, help="positions per chunk of the log-prob/entropy pass")
+    p.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, default=None, help="gradient checkpointing")
+    p.add_argument("--dtype", default=None, help="float32 or bfloat16")
+    p.add_argument("--save-every", type=int, default=10, help="checkpoint every this many steps (and at the end)")
+    p.add_argument("--seed", type=int, default=0, help="seeds sampling and reference draws, step by step")
+    p.add_argument("--bench", action="store_true", help="time two steps, then the log-prob memory benchmark")
+    args = p.parse_args(argv)
+    preset = PRESETS[args.preset or ("gpu" if torch.cuda.is_available() else "cpu")]
+    for key, value in preset.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.preset = args.preset or ("gpu" if torch.cuda.is_available() else "cpu")
+    args.task_types = [t.strip() for t in args.task_types.split(",") if t.strip()]
+    bad = [t for t in args.task_types if t not in TASK_TYPES]
+    if bad or not args.task_types:
+        p.error(f"--task-types: unknown {bad or 'empty list'}; choose from {', '.join(TASK_TYPES)}")
+    return args
+
+
+# -----------------------------------------------------------------------------
+# Rollouts: every response becomes a Row, the unit the update works on.
+
+@dataclass
+class Row:
+    prompt_ids: list
+    response_ids: list   # ends with the eos unless truncated; eos stays in the loss
+    role: str            # 'proposer' or 'solver'
+    task_type: str
+    prompt: int          # prompt id within the step: the GRPO / Dr. GRPO group
+    reward: float = 0.0
+    truncated: bool = False
+    train: bool = True   # False: no gradient (a frozen proposer)
+
+
+def rollout(model, tokenizer, user_texts, n, args, seed, role, task_type, first_prompt):
+    """n samples of each user text, as Rows (reward still 0) and their response texts."""
+    prompts = [render_chat(tokenizer, text) for text in user_texts]
+    out = sample(model, tokenizer, prompts, n, args.max_new_tokens, args.temperature, 1.0, seed, args.gen_batch)
+    rows = []
+    for b in range(len(out["texts"])):
+        response = out["response_mask"][b].bool()
+        prompt = out["attention_mask"][b].bool() & ~response
+        rows.append(Row(out["input_ids"][b][prompt].tolist(), out["input_ids"][b][response].tolist(), role,
+                        task_type, first_prompt + int(out["prompt_index"][b]), truncated=bool(out["truncated"][b])))
+    return rows, out["texts"], out["prompt_index"].tolist()
+
+
+def self_play(step, model, tokenizer, buffers, args):
+    """One step of rollouts (SPEC.md section 2): proposals, their solve rates and rewards, then the
+    solver on this step's valid tasks (topped up from the buffer). Returns the rows, one record per
+    proposal (the task, its proposer reward, the solver's mean response length on it) and timings."""
+    rng = random.Random(f"{args.seed}-{step}")  # every draw derives from (seed, step): resume is exact
+    seeds = iter(range(args.seed * 1_000_003 + step * 1_009, 1 << 62))
+    rows, records, times = [], [], {"generate": 0.0, "execute": 0.0}
+    fresh = {}  # task type -> this step's valid proposals, the solver's first tasks
+
+    def timed(kind, fn, *a, **kw):
+        t = time.perf_counter()
+        result = fn(*a, **kw)
+        times[kind] += time.perf_counter() - t
+        return result
+
+    for task_type in args.task_types:  # the proposer role
+        buffer = buffers["induction" if task_type == "induction" else "triplet"]
+        if task_type == "induction":
+            programs = [rng.choice(buffers["triplet"]).program for _ in range(args.prompts)]
+            texts = [induction_proposal_prompt(p, args.induction_inputs) for p in programs]
+        else:
+            texts = [proposal_prompt(task_type, sample_references(buffers["triplet"], args.references, rng))
+                     for _ in range(args.prompts)]
+        new_rows, responses, index = timed("generate", rollout, model, tokenizer, texts, args.group, args, next(seeds),
+                                           "proposer", task_type, len(rows))
+        tasks = timed("execute", make_tasks, task_type, responses, step, buffer,
+                      [programs[i] for i in index] if task_type == "induction" else None)
+        valid = [t for t in tasks if t.valid]
+        lengths = {}
+        if valid:  # solve rate: the mean of n solver samples at evaluation reward (1/0)
+            tries, answers, owner = timed("generate", rollout, model, tokenizer,
+                                          [solver_prompt(task_type, t) for t in valid], args.solve_samples, args,
+                                          next(seeds), "solver", task_type, 0)
+            solved = timed("execute", solver_rewards, task_type, [valid[i] for i in owner], answers, train=False)
+            for i, task in enumerate(valid):
+                task.solve_rate = sum(s for s, o in zip(solved, owner) if o == i) / args.solve_samples
+                lengths[id(task)] = sum(len(r.response_ids) for r, o in zip(tries, owner) if o == i) / args.solve_samples
+        for row, task in zip(new_rows, tasks):
+            row.reward = proposer_reward(task, args.proposer_reward)
+            row.train = not args.freeze_proposer
+            records.append({**asdict(task), "proposer_reward": row.reward, "solver_response_len": lengths.get(id(task))})
+        rows += new_rows
+        add_to_buffer(buffer, valid)
+        fresh[task_type] = valid
+
+    for task_type in args.task_types:  # the solver role
+        buffer = buffers["induction" if task_type == "induction" else "triplet"]
+        chosen = fresh[task_type][:args.prompts]
+        chosen += [rng.choice(buffer) for _ in range(args.prompts - len(chosen))]
+        new_rows, responses, index = timed("generate", rollout, model, tokenizer, [solver_prompt(task_type, t) for t in chosen],
+                                           args.group, args, next(seeds), "solver", task_type, len(rows))
+        rewards = timed("execute", solver_rewards, task_type, [chosen[i] for i in index], responses, train=True)
+        for row, reward in zip(new_rows, rewards):
+            row.reward = reward
+        rows += new_rows
+    return rows, records, times
+
+
+# -----------------------------------------------------------------------------
+# The update: one batch of rows, advantages, the clipped loss, one optimizer step per mini-batch.
+
+def micro_batches(rows, size, device):
+    """Right-padded (input_ids, attention_mask, response_mask) batches of at most `size` rows."""
+    for start in range(0, len(rows), size):
+        part = rows[start:start + size]
+        width = max(len(r.prompt_ids) + len(r.response_ids) for r in part)
+        ids = torch.zeros(len(part), width, dtype=torch.long)
+        attention = torch.zeros(len(part), width, dtype=torch.long)
+        response = torch.zeros(len(part), width, dtype=torch.long)
+        for b, r in enumerate(part):
+            p, n = len(r.prompt_ids), len(r.response_ids)
+            ids[b, :p + n] = torch.tensor(r.prompt_ids + r.response_ids)
+            attention[b, :p + n] = 1
+            response[b, p:p + n] = 1
+        yield start, ids.to(device), attention.to(device), response.to(device)
+
+
+def placed(values, response):
+    """Per-row response-token values laid out on a batch's (B, T) response mask, 0 elsewhere."""
+    out = torch.zeros(response.shape, dtype=values[0].dtype, device=response.device)
+    return out.masked_scatter(response.bool(), torch.cat(values))
+
+
+def update(model, optimizer, rows, args, ref_model=None):
+    """Advantages over the batch, then the clipped policy-gradient loss (SPEC.md section 3).
+    Returns the per-row entropy (mean over the row's response tokens) and update statistics."""
+    device = next(model.parameters()).device
+    rewards = torch.tensor([r.reward for r in rows])
+    groups = [(r.role, r.task_type) if args.advantage == "trr++" else (r.role, r.task_type, r.prompt) for r in rows]
+    A, zero_var = advantages(rewards, groups, args.advantage)
+    # one no-grad pass over every row: the sampling policy's log-probs (old_logp), the reference's,
+    # and the entropy of the policy over its own responses, the entropy-dynamics measurement
+    # (kept per row as the values on its response tokens: the update regroups rows into other batches)
+    old, ref, entropy = {}, {}, torch.zeros(len(rows))
+    with torch.no_grad():
+        for start, ids, attention, response in micro_batches(rows, args.micro_batch, device):
+            mask = response.bool()
+            logp, H = sequence_logprobs_and_entropy(model, ids, attention, response, args.temperature, args.chunk_size)
+            if ref_model is not None:
+                ref_logp, _ = sequence_logprobs_and_entropy(ref_model, ids, attention, response, args.temperature,
+                                                            args.chunk_size)
+            for b in range(len(ids)):
+                old[start + b] = logp[b][mask[b]]
+                entropy[start + b] = H[b][mask[b]].float().mean()
+                if ref_model is not None:
+                    ref[start + b] = ref_logp[b][mask[b]]
+    # zero-variance groups carry no signal and frozen rows no gradient: both sit out the loss
+    trainable = [k for k, r in enumerate(rows) if r.train and not zero_var[k]]
+    stats = {"zero_var_frac": zero_var.float().mean().item(), "grad_norm": 0.0, "clip_frac": 0.0}
+    model.train()
+    for part in [trainable[m::args.mini_batches] for m in range(args.mini_batches)]:
+        if not part:
+            continue
+        sub = [rows[k] for k in part]
+        tokens = sum(len(r.response_ids) for r in sub)
+        optimizer.zero_grad(set_to_none=True)
+        for start, ids, attention, response in micro_batches(sub, args.micro_batch, device):
+            keys = part[start:start + len(ids)]
+            logp, _ = sequence_logprobs_and_entropy(model, ids, attention, response, args.temperature, args.chunk_size)
+            loss, loss_stats = policy_loss(
+                logp, placed([old[k] for k in keys], response), A[keys].to(device), response, args.clip_low,
+                args.clip_high, args.loss_agg, args.max_new_tokens, args.kl_coef,
+                placed([ref[k] for k in keys], response) if ref_model is not None else None)
+            # each micro-batch's share of the whole mini-batch's aggregate: tokens for token-mean,
+            # sequences for the two per-sequence modes
+            share = response.sum().item() / tokens if args.loss_agg == "token-mean" else len(ids) / len(sub)
+            (loss * share).backward()
+            stats["clip_frac"] += loss_stats["clip_frac"] * share / args.mini_batches
+        stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
+        optimizer.step()
+    return entropy, stats
+
+
+# -----------------------------------------------------------------------------
+# Metrics and the run folder
+
+def step_metrics(step, rows, entropy, records, stats, times, buffers, args):
+    """One line of metrics.jsonl: per (role, task type) reward, entropy, length, truncation; per
+    task type the valid-proposal rate and the histogram of solve rates (k/n solved, k = 0..n)."""
+    m = {"step": step}
+    for role in ("proposer", "solver"):
+        for task_type in args.task_types:
+            ks = [k for k, r in enumerate(rows) if r.role == role and r.task_type == task_type]
+            if not ks:
+                continue
+            key = f"{role}/{task_type}"
+            m[f"reward/{key}"] = sum(rows[k].reward for k in ks) / len(ks)
+            m[f"entropy/{key}"] = entropy[ks].mean().item()
+            m[f"response_len/{key}"] = sum(len(rows[k].response_ids) for k in ks) / len(ks)
+            m[f"truncated/{key}"] = sum(rows[k].truncated for k in ks) / len(ks)
+    for task_type in args.task_types:
+        tasks = [t for t in records if t["type"] == task_type]
+        m[f"valid_rate/{task_type}"] = sum(t["valid"] for t in tasks) / max(1, len(tasks))
+        hist = [0] * (args.solve_samples + 1)
+        for t in tasks:
+            if t["valid"]:
+                hist[round(t["solve_rate"] * args.solve_samples)] += 1
+        m[f"solve_rate_hist/{task_type}"] = hist
+    m["reward/mean"] = sum(r.reward for r in rows) / len(rows)
+    m["entropy/mean"] = entropy.mean().item()
+    m["truncated/mean"] = sum(r.truncated for r in rows) / len(rows)
+    m.update(stats)
+    m["buffer/triplet"], m["buffer/induction"] = len(buffers["triplet"]), len(buffers["induction"])
+    m.update({f"seconds/{k}": v for k, v in times.items()})
+    return m
+
+
+def save_checkpoint(out, step, model, tokenizer, optimizer, buffers):
+    """checkpoints/step_N: a Hugging Face folder, the optimizer, and both buffers at step N."""
+    folder = os.path.join(out, "checkpoints", f"step_{step:06d}")
+    tmp = folder + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    torch.save({"step": step, "optimizer": optimizer.state_dict()}, os.path.join(tmp, "trainer_state.pt"))
+    for name, buffer in buffers.items():
+        save_buffer(os.path.join(tmp, f"buffer_{name}.jsonl"), buffer)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)  # a checkpoint is complete or absent, never half written
+
+
+def last_checkpoint(out):
+    folder = os.path.join(out, "checkpoints")
+    names = sorted(n for n in os.listdir(folder) if n.startswith("step_") and not n.endswith(".tmp")) \
+        if os.path.isdir(folder) else []
+    return os.path.join(folder, names[-1]) if names else None
+
+
+def keep_lines_until(path, step):
+    """Drop the lines logged after `step`: a resumed run writes them again."""
+    if os.path.exists(path):
+        with open(path) as f:
+            lines = [line for line in f if json.loads(line)["step"] <= step]
+        with open(path, "w") as f:
+            f.writelines(lines)
+
+
+# -----------------------------------------------------------------------------
+# The run
+
+def train(args):
+    if args.resume:
+        if not args.out or not os.path.exists(os.path.join(args.out, "config.json")):
+            sys.exit(f"--resume: no run folder with a config.json at --out {args.out}")
+        steps = args.steps
+        with open(os.path.join(args.out, "config.json")) as f:
+            args = argparse.Namespace(**json.load(f))
+        args.steps = steps or args.steps  # a resumed run may be given more steps; nothing else changes
+    else:
+        args.steps = args.steps or 20
+        args.out = args.out or os.path.join("runs", f"{os.path.basename(args.model.rstrip('/'))}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if last_checkpoint(args.out):
+            sys.exit(f"--out {args.out} already holds a run: pass --resume to continue it, or another --out")
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "config.json"), "w") as f:
+            json.dump(vars(args), f, indent=2)
+    checkpoint = last_checkpoint(args.out) if args.resume else None
+    model, tokenizer = load_model(checkpoint or args.model, dtype=args.dtype)
+    if args.grad_ckpt:
+        model.gradient_checkpointing_enable()
+    ref_model = None
+    if args.kl_coef > 0:
+        ref_model = load_model(args.model, dtype=args.dtype)[0].eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    buffers = {"triplet": seed_triplets(), "induction": seed_induction()}
+    start = 0
+    if checkpoint:
+        state = torch.load(os.path.join(checkpoint, "trainer_state.pt"), weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+        buffers = {name: load_buffer(os.path.join(checkpoint, f"buffer_{name}.jsonl")) for name in buffers}
+    for name in ("metrics.jsonl", "tasks.jsonl"):
+        keep_lines_until(os.path.join(args.out, name), start)
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc=f"self-play {args.out}")
+    for step in bar:
+        rows, records, times = self_play(step + 1, model, tokenizer, buffers, args)
+        t = time.perf_counter()
+        entropy, stats = update(model, optimizer, rows, args, ref_model)
+        times["update"] = time.perf_counter() - t
+        metrics = step_metrics(step + 1, rows, entropy, records, stats, times, buffers, args)
+        with open(os.path.join(args.out, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        with open(os.path.join(args.out, "tasks.jsonl"), "a") as f:
+            f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
+            save_checkpoint(args.out, step + 1, model, tokenizer, optimizer, buffers)
+        bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", entropy=f"{metrics['entropy/mean']:.2f}",
+                        valid=f"{sum(t['valid'] for t in records)}/{len(records)}")
+    close_pool()
+    return args.out
+
+
+def bench(args):
+    """Seconds per step (generate / execute / update) of two steps of this model and preset, then
+    the memory of the log-prob/entropy pass against the naive one."""
+    import tempfile
+    args.out, args.steps, args.save_every = tempfile.mkdtemp(prefix="azr-bench-"), 2, 10 ** 9
+    train(args)
+    print(f"model {args.model}, preset {args.preset}, prompts {args.prompts} x group {args.group}")
+    with open(os.path.join(args.out, "metrics.jsonl")) as f:
+        for line in f:
+            m = json.loads(line)
+            print(f"step {m['step']}: generate {m['seconds/generate']:.1f} s, execute {m['seconds/execute']:.1f} s,"
+                  f" update {m['seconds/update']:.1f} s")
+    shutil.rmtree(args.out)
+    bench_memory()
+
+
+if __name__ == "__main__":
+    args = get_args()
+    bench(args) if args.bench else train(args)

@@ -1,0 +1,354 @@
+"""
+The proposer role of AZR self-play: task records, proposal prompts and parsing, validation of
+proposals into tasks, the two task buffers, and the proposer rewards.
+
+SPEC.md section 2. The deduction and abduction proposers see K references drawn from the triplet
+buffer and write a new program `f` with one input; the induction proposer sees one program drawn
+from the triplet buffer (as AZR does) and writes several inputs and a one-line message. A proposal
+is valid when executor.validate accepts it; valid triplets join the triplet buffer and valid
+induction tasks the induction buffer, and the solver plays them (solver.py). The proposer is then
+paid by how often the solver solved its task (PROPOSER_REWARDS). All randomness comes from a
+random.Random the caller passes in, so a resumed run draws the same references.
+
+    python -m pytest tests/test_proposer.py
+"""
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field, replace
+
+import executor
+from solver import PROGRAM_RULES, RESPONSE_FORMAT, extract_answer
+
+IDENTITY = "def f(a):\n    return a"  # the seed program of both buffers (SPEC.md section 2)
+MIN_INDUCTION_INPUTS = 2  # fewest distinct valid inputs: one (input, output) pair shown, one hidden
+NO_PARSE = "response does not parse"  # the reason that earns the -1 format penalty
+DUPLICATE = "duplicates a buffer task (same program and inputs)"
+
+
+@dataclass
+class Task:
+    """One task: a triplet (program, input, output), or an induction task (program, several
+    inputs with their outputs, message). Stored in the buffers and in the run's task log."""
+    type: str                  # 'deduction', 'abduction' or 'induction': the proposer that made it
+                               # (the triplet seed says 'deduction'; a triplet serves both roles)
+    program: str
+    inputs: list[str]          # argument-list texts as written in f(...); one for a triplet
+    outputs: list[str] = field(default_factory=list)  # repr of f(*input) per input, from the executor
+    message: str = ""          # induction: the proposer's one-line message
+    step: int = 0              # training step that proposed it; 0 for the seeds
+    valid: bool = True
+    reason: str = ""           # why it is not valid
+    solve_rate: float | None = None  # fraction of solver samples that solved it, once measured
+
+
+# -----------------------------------------------------------------------------
+# Prompts
+
+INPUT_RULES = """\
+- Write an input as the argument list of the call f(...): arguments separated by commas, \
+strings in quotes, for example 'John', {'age': 20, 'city': 'New York'}
+- Use only Python literals: numbers, strings, lists, tuples, dicts, sets, True, False, None."""
+
+PROPOSAL_GOALS = {
+    "deduction": "Someone will be shown your function and your input and must work out, without "
+                 "running it, the output that `f` returns.",
+    "abduction": "Someone will be shown your function and the output it returns for your input, "
+                 "and must find, without running it, an input that produces that output.",
+}
+
+PROPOSAL_PROMPT = """\
+## Task: write a new Python function `f` and one input for it
+
+{goal} Make the task as hard as you can while keeping it solvable by careful step-by-step \
+reasoning, and make `f` clearly different from the reference functions below: a new idea, not \
+a small edit of one of them.
+
+### Rules for the function
+{program_rules}
+
+### Rules for the input
+{input_rules}
+
+### Reference functions, each with an input and its output
+{references}
+
+### Answer format
+{format}
+Inside <answer>, write the function in one ```python block and its input in one ```input block, \
+for example:
+<answer>
+```python
+def f(name, info):
+    ...
+```
+```input
+'John', {{'age': 20, 'city': 'New York'}}
+```
+</answer>
+"""
+
+INDUCTION_PROPOSAL_PROMPT = """\
+## Task: choose inputs for a Python function and write a message about it
+
+Someone will be shown your message and the outputs that the function `f` below returns for half \
+of your inputs, and must write, without seeing `f`, a function that also returns the right \
+outputs for the other half. Choose {n} different inputs that together reveal what `f` does, and \
+a one-line message that helps without giving the code away. Make the task hard but solvable.
+
+```python
+{program}
+```
+
+### Rules
+{input_rules}
+- Every input must make `f` return a value without an error.
+- Put each input in its own ```input block: {n} blocks.
+- Put the message in one ```message block, on one line; do not quote the code of `f`.
+
+### Answer format
+{format}
+Inside <answer>, write the {n} ```input blocks and the ```message block, for example:
+<answer>
+```input
+'John', {{'age': 20, 'city': 'New York'}}
+```
+```input
+'Sammy', {{'age': 37, 'city': 'Los Angeles'}}
+```
+```message
+Builds a greeting from a name and the person's details.
+```
+</answer>
+"""
+
+
+def proposal_prompt(task_type, references):
+    """User text of the deduction or abduction proposer prompt, showing the reference triplets
+    (AZR: K = 6 drawn by sample_references). The caller renders it with models.render_chat."""
+    shown = "\n\n".join(
+        f"Reference {n}:\n```python\n{t.program}\n```\n```input\n{t.inputs[0]}\n```\n```output\n{t.outputs[0]}\n```"
+        for n, t in enumerate(references, 1))
+    return PROPOSAL_PROMPT.format(goal=PROPOSAL_GOALS[task_type], program_rules=PROGRAM_RULES,
+                                  input_rules=INPUT_RULES, references=shown, format=RESPONSE_FORMAT)
+
+
+def induction_proposal_prompt(program, num_inputs):
+    """User text of the induction proposer prompt for a program drawn from the triplet buffer."""
+    return INDUCTION_PROPOSAL_PROMPT.format(n=num_inputs, program=program, input_rules=INPUT_RULES,
+                                            format=RESPONSE_FORMAT)
+
+
+# -----------------------------------------------------------------------------
+# Proposals into tasks
+
+BLOCK = re.compile(r"```(python|input|message)[ \t]*\n(.*?)```", re.DOTALL)
+
+
+def parse_proposal(task_type, response):
+    """The blocks of a proposal, or None when the response does not parse. Never raises.
+
+    The blocks are read from the answer only (solver.extract_answer: a well-formed
+    <think> ... </think> <answer> ... </answer> response, as AZR reads proposals), so a response
+    without the tags does not parse even if it holds good blocks. A block is ```python, ```input
+    or ```message, a newline, its text, and a closing ```; blocks in other languages are ignored.
+    Every block read must hold non-blank text.
+      deduction, abduction: exactly one python and one input block -> {'program', 'input'}
+      induction: one or more input blocks and exactly one message block -> {'inputs', 'message'}
+                 (python blocks are ignored: the program is the buffer's, not the proposer's)"""
+    answer = extract_answer(response)
+    if answer is None:
+        return None
+    blocks = {"python": [], "input": [], "message": []}
+    for lang, text in BLOCK.findall(answer):
+        if not text.strip():
+            return None
+        blocks[lang].append(text.strip())
+    if task_type == "induction":
+        if not blocks["input"] or len(blocks["message"]) != 1:
+            return None
+        return {"inputs": blocks["input"], "message": blocks["message"][0]}
+    if len(blocks["python"]) != 1 or len(blocks["input"]) != 1:
+        return None
+    return {"program": blocks["python"][0], "input": blocks["input"][0]}
+
+
+def _input_key(text):
+    """Inputs that are the same value written differently ('[1,2]', '[1, 2]') count as one."""
+    try:
+        return repr(executor.parse_arguments(text))
+    except ValueError:
+        return text.strip()
+
+
+def task_key(task):
+    """Identity of a task in a buffer: same program text and same input values, in order."""
+    return task.program.strip(), tuple(_input_key(i) for i in task.inputs)
+
+
+def make_tasks(task_type, responses, step, buffer, programs=None):
+    """One Task per proposer response, in order, with valid, reason and outputs filled.
+
+    All programs of the batch are run in one executor.validate call. A task is invalid when the
+    response does not parse (reason NO_PARSE), when it equals a task of `buffer` by task_key
+    (DUPLICATE; a triplet is checked before it runs, an induction task after its bad inputs are
+    dropped), or when validation fails (the executor's reason).
+    Induction: programs[j] is the buffer program shown in prompt j; each proposed input is run
+    on it, inputs that fail or repeat an earlier one are dropped, and the task is valid when at
+    least MIN_INDUCTION_INPUTS remain (AZR asks all N to run; dropping the bad ones keeps a
+    partly good proposal). An invalid task keeps the proposed inputs, with no outputs.
+    The buffer is not changed: add_to_buffer does that."""
+    known = {task_key(t) for t in buffer}
+    tasks, jobs = [], []
+    for j, response in enumerate(responses):
+        proposal = parse_proposal(task_type, response)
+        program = programs[j] if task_type == "induction" else (proposal or {}).get("program", "")
+        if proposal is None:
+            tasks.append(Task(task_type, program, [], step=step, valid=False, reason=NO_PARSE))
+            continue
+        inputs = proposal["inputs"] if task_type == "induction" else [proposal["input"]]
+        task = Task(task_type, program, inputs, message=proposal.get("message", ""), step=step)
+        if task_type != "induction" and task_key(task) in known:
+            task.valid, task.reason = False, DUPLICATE
+        else:
+            jobs += [(program, i) for i in inputs]
+        tasks.append(task)
+    verdicts = iter(executor.validate(jobs))
+    for task in tasks:
+        if not task.valid:
+            continue
+        if task_type != "induction":
+            v = next(verdicts)
+            task.valid, task.reason, task.outputs = v.ok, v.reason, [v.output] if v.ok else []
+            continue
+        kept = {}  # input key -> (input, output), first occurrence wins
+        for text in task.inputs:
+            v = next(verdicts)
+            if v.ok:
+                kept.setdefault(_input_key(text), (text, v.output))
+        if len(kept) < MIN_INDUCTION_INPUTS:
+            task.valid = False
+            task.reason = f"{len(kept)} distinct valid inputs, fewer than {MIN_INDUCTION_INPUTS}"
+            continue
+        candidate = replace(task, inputs=[i for i, _ in kept.values()], outputs=[o for _, o in kept.values()])
+        if task_key(candidate) in known:
+            task.valid, task.reason = False, DUPLICATE
+        else:
+            task.inputs, task.outputs = candidate.inputs, candidate.outputs
+    return tasks
+
+
+# -----------------------------------------------------------------------------
+# Buffers: plain lists of valid Tasks, deduplicated by task_key
+
+
+def seed_triplets():
+    """The triplet buffer's seed: the identity program on 'Hello world' (SPEC.md section 2)."""
+    return [Task("deduction", IDENTITY, ["'Hello world'"], ["'Hello world'"])]
+
+
+def seed_induction():
+    """The induction buffer's seed: the identity program, on 'Hello world' and on a second input
+    so that the solver sees one pair and is checked on another (solver.induction_split)."""
+    return [Task("induction", IDENTITY, ["'Hello world'", "[1, 2, 3]"], ["'Hello world'", "[1, 2, 3]"],
+                 message="Returns its argument unchanged.")]
+
+
+def add_to_buffer(buffer, tasks):
+    """Append the valid tasks not already in the buffer (by task_key). Returns how many joined."""
+    known = {task_key(t) for t in buffer}
+    added = 0
+    for task in tasks:
+        if task.valid and task_key(task) not in known:
+            buffer.append(task)
+            known.add(task_key(task))
+            added += 1
+    return added
+
+
+def sample_references(buffer, k, rng):
+    """min(k, len(buffer)) tasks drawn uniformly without replacement with rng (a random.Random)."""
+    return rng.sample(buffer, min(k, len(buffer)))
+
+
+def save_buffer(path, buffer):
+    """Write the buffer as JSON lines, one task per line. Written to a temporary file and renamed,
+    so a run killed while saving leaves the previous file intact for its resume."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for task in buffer:
+            f.write(json.dumps(asdict(task), ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def load_buffer(path):
+    """Read a buffer written by save_buffer."""
+    with open(path, encoding="utf-8") as f:
+        return [Task(**json.loads(line)) for line in f if line.strip()]
+
+
+# -----------------------------------------------------------------------------
+# Proposer rewards. r̄ is the solve rate of a valid task: the fraction of the solver's n samples
+# (AZR: n = 8) that solved it, i.e. the mean of solver.solver_rewards(..., train=False).
+
+SHARPEN_K = 8  # k of the sharpening reward: AZR's n solver samples per task
+
+
+def learnability_reward(solve_rate):
+    """AZR's learnability reward: r = 1 - r̄ if 0 < r̄ < 1, else 0.
+
+    A task the solver always or never solves teaches it nothing; among the others, harder pays more."""
+    return 1.0 - solve_rate if 0 < solve_rate < 1 else 0.0
+
+
+def peaked_reward(solve_rate):
+    """The study's alternative, peaked at r̄ = 0.5: r = 1 - 2|r̄ - 0.5| if 0 < r̄ < 1, else 0."""
+    return 1.0 - 2.0 * abs(solve_rate - 0.5) if 0 < solve_rate < 1 else 0.0
+
+
+def _sharpening_gap(p, k=SHARPEN_K):
+    """pass@k - pass@1 of a solver that solves the task with probability p: 1 - (1 - p)^k - p."""
+    return 1.0 - (1.0 - p) ** k - p
+
+
+# The gap's maximum: d/dp = k(1 - p)^(k-1) - 1 = 0 at p* = 1 - k^(-1/(k-1)) (about 0.257 for k = 8).
+SHARPEN_PEAK = 1.0 - SHARPEN_K ** (-1.0 / (SHARPEN_K - 1))
+
+
+def sharpening_reward(solve_rate):
+    """Our alternative: pay for what sharpening can still gain on the task.
+
+        r = (1 - (1 - r̄)^k - r̄) / max_p (1 - (1 - p)^k - p),   k = SHARPEN_K = 8
+
+    The numerator is pass@k - pass@1 for independent samples at solve rate r̄. The study finds
+    that self-play gains come from sharpening: pass@1 rises toward what the base model already
+    reaches in k tries, and no further (the support bound). So a task is worth proposing in
+    proportion to that gap: it is 0 for a task never solved (outside the support: nothing to
+    sharpen) and for one always solved (nothing to gain), with no special case needed. Against
+    learnability (linear, largest for the rarest success) it pays about the same for any task
+    solved in 1 to 3 of 8 samples (0.82 to 1.0), so one lucky success is not worth more than a
+    task solved a quarter of the time, and it pays less for easy tasks (0.19 at 7/8). Against the
+    peaked reward it is asymmetric, peaking on the hard side of 0.5 at r̄* = 1 - k^(-1/(k-1))
+    (about 0.26). Divided by the peak value so that r lies in [0, 1] like the other rewards, on
+    the scale of the -0.5 / -1 format penalties."""
+    return _sharpening_gap(solve_rate) / _sharpening_gap(SHARPEN_PEAK)
+
+
+PROPOSER_REWARDS = {
+    "learnability": learnability_reward,
+    "peaked": peaked_reward,
+    "sharpening": sharpening_reward,
+}
+
+
+def proposer_reward(task, kind):
+    """The proposer's reward for one task (SPEC.md section 2), kind a key of PROPOSER_REWARDS:
+        r = -1                                 if the response does not parse (reason NO_PARSE)
+        r = -0.5                               if it parses but the task is invalid
+        r = PROPOSER_REWARDS[kind](task.solve_rate)   otherwise"""
+    if task.reason == NO_PARSE:
+        return -1.0
+    if not task.valid:
+        return -0.5
+    return PROPOSER_REWARDS[kind](task.solve_rate)

@@ -1,0 +1,201 @@
+"""solver.py: answer extraction, the induction split, prompts, and solver rewards via the executor."""
+
+import random
+
+import pytest
+
+import executor
+import solver
+from proposer import Task
+from solver import extract_answer, induction_split, solver_prompt, solver_rewards
+
+
+@pytest.fixture(scope="module", autouse=True)
+def close_executor_pool():
+    yield
+    executor.close_pool()
+
+
+# -----------------------------------------------------------------------------
+# extract_answer
+
+FENCED_PROGRAM = "<think>sort it</think>\n<answer>\n```python\ndef f(a):\n    return sorted(a)\n```\n</answer>"
+
+ANSWERS = [
+    ("<think>x</think><answer>42</answer>", "42"),
+    ("\n  <think> a\nb </think>\n\n<answer>  'héllo ✓ 世界'  </answer>\n", "'héllo ✓ 世界'"),
+    ("<think>ünïcödé 🤔 reasoning</think> <answer>[1, 2]</answer>", "[1, 2]"),
+    (FENCED_PROGRAM, "def f(a):\n    return sorted(a)"),
+    ("<think>t</think><answer>```output\n5\n```</answer>", "5"),
+    ("<think>t</think><answer>```\n'x'\n```</answer>", "'x'"),
+    # two fenced blocks are not one block: the answer stays as written
+    ("<think>t</think><answer>```input\n1\n```\n```input\n2\n```</answer>", "```input\n1\n```\n```input\n2\n```"),
+    ("", None),                                                     # empty
+    ("   \n ", None),                                               # blank
+    ("<think>I will now compute the out", None),                    # truncated in think
+    ("<think>t</think><answer>42", None),                           # truncated in answer
+    ("<think>t</think><answer>42</answ", None),                     # truncated closing tag
+    ("The answer is 42.", None),                                    # tag-less
+    ("<answer>42</answer>", None),                                  # no think
+    ("<think>t</think>", None),                                     # no answer
+    ("<think>t</think><answer>1</answer><answer>2</answer>", None),  # two answers
+    ("<think>a</think><think>b</think><answer>1</answer>", None),   # two thinks
+    ("<think>a<think>b</think></think><answer>1</answer>", None),   # nested think
+    ("<think>t</think><answer>1<answer>2</answer></answer>", None),  # nested answer
+    ("<think>t<answer>1</answer></think><answer>2</answer>", None),  # answer inside think
+    ("<answer>1</answer><think>t</think>", None),                   # wrong order
+    ("Sure! <think>t</think><answer>1</answer>", None),              # text before think
+    ("<think>t</think> so: <answer>1</answer>", None),              # text between
+    ("<think>t</think><answer>1</answer> Hope this helps!", None),   # text after answer
+    ("<think>t</think><answer>   </answer>", None),                 # empty answer
+    ("<think>t</think><answer>```python\n```</answer>", None),       # empty fenced answer
+    ("<THINK>t</THINK><ANSWER>1</ANSWER>", None),                   # tags are lower case
+]
+
+
+@pytest.mark.parametrize("response,expected", ANSWERS)
+def test_extract_answer_table(response, expected):
+    assert extract_answer(response) == expected
+
+
+def reference_extract(response):
+    """The documented rule, written with plain string operations instead of regular expressions."""
+    tags = ["<think>", "</think>", "<answer>", "</answer>"]
+    if any(response.count(t) != 1 for t in tags):
+        return None
+    at = [response.index(t) for t in tags]
+    if at != sorted(at):
+        return None
+    ends = [a + len(t) for a, t in zip(at, tags)]
+    outside = response[:at[0]] + response[ends[1]:at[2]] + response[ends[3]:]
+    if outside.strip():
+        return None
+    answer = response[ends[2]:at[3]].strip()
+    lines = answer.split("\n")
+    if (len(lines) >= 2 and lines[0].startswith("```") and answer.endswith("```")
+            and all(c.isalnum() or c in "_+-" for c in lines[0][3:].rstrip(" \t"))):
+        inner = answer[len(lines[0]) + 1:-3]
+        if "```" not in inner:
+            answer = inner.strip()
+    return answer or None
+
+
+def test_extract_answer_matches_reference_on_random_text():
+    """Random strings built from tags, fences, whitespace and unicode: the regex rule agrees with
+    the string-operation rule everywhere, and never raises."""
+    pieces = ["<think>", "</think>", "<answer>", "</answer>", "```", "```python\n", "\n", " ", "\t",
+              "x", "42", "'é'", "✓", "<", ">", "/", "think", "answer"]
+    rng = random.Random(0)
+    well_formed = 0
+    for _ in range(5000):
+        if rng.random() < 0.5:  # near-valid: a valid skeleton with a few random edits
+            parts = ["<think>", "t", "</think>", " ", "<answer>", "1", "</answer>"]
+            for _ in range(rng.randrange(3)):
+                parts.insert(rng.randrange(len(parts) + 1), rng.choice(pieces))
+        else:
+            parts = [rng.choice(pieces) for _ in range(rng.randrange(12))]
+        text = "".join(parts)
+        got = extract_answer(text)
+        assert got == reference_extract(text), text
+        well_formed += got is not None
+    assert 500 < well_formed < 4500  # both outcomes were exercised
+
+
+# -----------------------------------------------------------------------------
+# Prompts
+
+def test_induction_split_is_first_half_shown():
+    for n in range(2, 9):
+        task = Task("induction", "def f(a):\n    return a", [str(i) for i in range(n)], [repr(i) for i in range(n)])
+        shown, hidden = induction_split(task)
+        assert len(shown) == n // 2 and len(hidden) == n - n // 2 >= len(shown) >= 1
+        assert shown + hidden == [(str(i), repr(i)) for i in range(n)]
+
+
+TRIPLET = Task("deduction", "def f(a):\n    return a * 2", ["21"], ["42"])
+
+
+def test_deduction_prompt_shows_program_and_input_not_output():
+    text = solver_prompt("deduction", TRIPLET)
+    assert TRIPLET.program in text and "```input\n21\n```" in text
+    assert "42" not in text and solver.RESPONSE_FORMAT in text
+
+
+def test_abduction_prompt_shows_program_and_output_not_input():
+    text = solver_prompt("abduction", TRIPLET)
+    assert TRIPLET.program in text and "```output\n42\n```" in text
+    assert "21" not in text and solver.RESPONSE_FORMAT in text
+
+
+def test_induction_prompt_shows_message_and_shown_pairs_only():
+    task = Task("induction", "def f(a):\n    return a[::-1]", ["'abc'", "'xy'", "'hello'", "'q'"],
+                ["'cba'", "'yx'", "'olleh'", "'q'"], message="Reverses a string.")
+    text = solver_prompt("induction", task)
+    assert "Reverses a string." in text and "a[::-1]" not in text
+    assert "'abc'" in text and "'cba'" in text and "'yx'" in text
+    assert "hello" not in text and "olleh" not in text
+
+
+def test_unknown_task_type_raises():
+    with pytest.raises(ValueError):
+        solver_prompt("error", TRIPLET)
+
+
+# -----------------------------------------------------------------------------
+# Rewards (these run the executor)
+
+def respond(answer):
+    return f"<think>Let me work it out.</think>\n<answer>{answer}</answer>"
+
+
+def test_deduction_rewards():
+    responses = [respond("42"), respond("```output\n42\n```"), respond("41"), respond("42.0"),
+                 respond("'42'"), respond("forty-two"), "42", "<think>t</think><answer>42"]
+    tasks = [TRIPLET] * len(responses)
+    assert solver_rewards("deduction", tasks, responses) == [1, 1, -0.5, -0.5, -0.5, -0.5, -1, -1]
+    assert solver_rewards("deduction", tasks, responses, train=False) == [1, 1, 0, 0, 0, 0, 0, 0]
+
+
+def test_abduction_rewards_accept_any_input_with_the_gold_output():
+    task = Task("abduction", "def f(a, b):\n    return (a + b) % 10", ["1, 2"], ["3"])
+    responses = [respond("1, 2"), respond("13, 0"), respond("4, 4"), respond("'x', 1"),
+                 respond("3"), respond("import os"), "", "<think>t</think><answer>1, 2</answer><answer>9, 4</answer>"]
+    tasks = [task] * len(responses)
+    assert solver_rewards("abduction", tasks, responses) == [1, 1, -0.5, -0.5, -0.5, -0.5, -1, -1]
+    assert solver_rewards("abduction", tasks, responses, train=False) == [1, 1, 0, 0, 0, 0, 0, 0]
+
+
+def test_induction_rewards_check_the_hidden_pairs():
+    task = Task("induction", "def f(a):\n    return sorted(a)", ["[3, 1, 2]", "[2, 1]", "[5, 4]", "[9, 7, 8]"],
+                ["[1, 2, 3]", "[1, 2]", "[4, 5]", "[7, 8, 9]"], message="Orders a list.")
+    fits_shown_only = "def f(a):\n    return [1, 2, 3] if len(a) == 3 else [1, 2]"
+    responses = [
+        respond("```python\ndef f(xs):\n    return sorted(xs)\n```"),
+        respond("def f(xs):\n    out = list(xs)\n    out.sort()\n    return out"),   # no fence
+        respond(f"```python\n{fits_shown_only}\n```"),
+        respond("```python\ndef f(a):\n    return tuple(sorted(a))\n```"),           # wrong type
+        respond("```python\nimport os\ndef f(a):\n    return sorted(a)\n```"),        # banned
+        respond("```python\ndef f(a)\n    return a\n```"),                             # syntax error
+        respond("```python\ndef g(a):\n    return sorted(a)\n```"),                    # no f
+        FENCED_PROGRAM.replace("</answer>", ""),                                        # truncated
+    ]
+    tasks = [task] * len(responses)
+    assert solver_rewards("induction", tasks, responses) == [1, 1, -0.5, -0.5, -0.5, -0.5, -0.5, -1]
+    assert solver_rewards("induction", tasks, responses, train=False) == [1, 1, 0, 0, 0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("task_type", ["deduction", "abduction", "induction"])
+def test_empty_batch(task_type):
+    assert solver_rewards(task_type, [], []) == []
+
+
+@pytest.mark.parametrize("task_type,name", [("abduction", "check_abduction"), ("induction", "check_induction")])
+def test_one_executor_call_per_batch(monkeypatch, task_type, name):
+    calls = []
+    real = getattr(executor, name)
+    monkeypatch.setattr(executor, name, lambda jobs: calls.append(len(jobs)) or real(jobs))
+    task = Task(task_type, "def f(a):\n    return a", ["1", "2"], ["1", "2"], message="m")
+    answer = "1" if task_type == "abduction" else "def f(a):\n    return a"
+    responses = [respond(answer)] * 5 + ["no tags"] * 3
+    assert solver_rewards(task_type, [task] * 8, responses) == [1] * 5 + [-1] * 3
+    assert calls == [5]  # one call, holding only the answers that parsed
