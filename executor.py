@@ -384,6 +384,7 @@ def worker_main(uid, namespaced):
         reply["id"] = job["id"]
         out.write(json.dumps(reply).encode() + b"\n")
         out.flush()
+    shutil.rmtree(scratch, ignore_errors=True)  # end of input: the pool is closing
 
 
 # -----------------------------------------------------------------------------
@@ -430,10 +431,11 @@ class Pool:
 
     def _kill(self, i):
         proc = self.procs[i]
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if proc.poll() is None:  # never signal a reaped pid: it may belong to someone else by now
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         proc.wait()
         for stream in (proc.stdin, proc.stdout):
             try:
@@ -507,7 +509,16 @@ class Pool:
         sel.register(self.procs[i].stdout, selectors.EVENT_READ, i)
 
     def close(self):
-        for i in range(self.size):
+        for proc in self.procs:  # end of input lets a worker remove its scratch folder and exit
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        for i, proc in enumerate(self.procs):
+            try:
+                proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
             self._kill(i)
 
 

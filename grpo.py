@@ -26,6 +26,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 
@@ -125,8 +126,8 @@ def sequence_logprobs_and_entropy(model, input_ids, attention_mask, response_mas
     assert model.get_output_embeddings().bias is None, "logits are hidden @ W^T; an lm_head bias is not handled"
     response_mask = response_mask.bool()
     assert not response_mask[:, 0].any(), "a response token needs a preceding token to predict it"
-    # left padding shifts every position of a row by the same amount, which RoPE (relative
-    # positions) does not see, so default position ids give the distribution generate sampled from
+    # default position ids (0..T-1) are exact for the right-padded rows the update builds; left
+    # padding would shift a row's positions uniformly, which RoPE sees only as rounding
     hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     predicts = response_mask[:, 1:]
     logp, entropy = token_logprobs_and_entropy(hidden[:, :-1][predicts], model.get_output_embeddings().weight,
@@ -313,10 +314,12 @@ def bench_memory(vocab_sizes=(49152, 151936), B=4, T=1024, hidden=896, chunk_siz
 
 PRESETS = {
     # a laptop: tiny batches, short responses, float32
-    "cpu": dict(dtype="float32", prompts=2, group=2, solve_samples=4, references=3, induction_inputs=4,
+    "cpu": dict(dtype="float32", amp=False, prompts=2, group=2, solve_samples=4, references=3, induction_inputs=4,
                 max_new_tokens=192, micro_batch=4, gen_batch=16, lr=1e-5, grad_ckpt=False),
-    # one 80 GB GPU, 0.5B-3B: AZR's 64 responses per (role, task type), n = 8, K = 6, bf16
-    "gpu": dict(dtype="bfloat16", prompts=16, group=4, solve_samples=8, references=6, induction_inputs=6,
+    # one 80 GB GPU, 0.5B-3B: AZR's 64 responses per (role, task type), n = 8, K = 6; float32
+    # master weights with bf16 compute: a pure bf16 AdamW would round most 1e-6 updates away, which
+    # would fake the update sparsity the study measures (3B: 12 GB weights + 12 grads + 25 Adam)
+    "gpu": dict(dtype="float32", amp=True, prompts=16, group=4, solve_samples=8, references=6, induction_inputs=6,
                 max_new_tokens=1024, micro_batch=8, gen_batch=128, lr=1e-6, grad_ckpt=True),
 }
 TASK_TYPES = ("deduction", "abduction", "induction")
@@ -354,7 +357,9 @@ def get_args(argv=None):
     p.add_argument("--gen-batch", type=int, help="sequences per generate call")
     p.add_argument("--chunk-size", type=int, default=128, help="positions per chunk of the log-prob/entropy pass")
     p.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, default=None, help="gradient checkpointing")
-    p.add_argument("--dtype", default=None, help="float32 or bfloat16")
+    p.add_argument("--dtype", default=None, help="dtype of the weights: float32 or bfloat16")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast for generation and the update on CUDA (weights stay in --dtype)")
     p.add_argument("--save-every", type=int, default=10, help="checkpoint every this many steps (and at the end)")
     p.add_argument("--seed", type=int, default=0, help="seeds sampling and reference draws, step by step")
     p.add_argument("--bench", action="store_true", help="time two steps, then the log-prob memory benchmark")
@@ -633,11 +638,13 @@ def train(args):
     for name in ("metrics.jsonl", "tasks.jsonl"):
         keep_lines_until(os.path.join(args.out, name), start)
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc=f"self-play {args.out}")
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.amp and torch.cuda.is_available())
     for step in bar:
-        rows, records, times = self_play(step + 1, model, tokenizer, buffers, args)
-        t = time.perf_counter()
-        entropy, stats = update(model, optimizer, rows, args, ref_model)
-        times["update"] = time.perf_counter() - t
+        with amp:
+            rows, records, times = self_play(step + 1, model, tokenizer, buffers, args)
+            t = time.perf_counter()
+            entropy, stats = update(model, optimizer, rows, args, ref_model)
+            times["update"] = time.perf_counter() - t
         metrics = step_metrics(step + 1, rows, entropy, records, stats, times, buffers, args)
         with open(os.path.join(args.out, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(metrics) + "\n")
@@ -654,7 +661,6 @@ def train(args):
 def bench(args):
     """Seconds per step (generate / execute / update) of two steps of this model and preset, then
     the memory of the log-prob/entropy pass against the naive one."""
-    import tempfile
     args.out, args.steps, args.save_every = tempfile.mkdtemp(prefix="azr-bench-"), 2, 10 ** 9
     train(args)
     print(f"model {args.model}, preset {args.preset}, prompts {args.prompts} x group {args.group}")

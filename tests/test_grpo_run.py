@@ -83,3 +83,22 @@ def test_bad_task_types_are_refused_with_one_line(capsys):
     with pytest.raises(SystemExit):
         grpo.get_args(["--task-types", "deduction,sorting"])
     assert "unknown ['sorting']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean", "seq-sum-norm"])
+def test_micro_batching_gives_the_gradient_of_the_whole_batch(agg):
+    from models import load_model
+    gen = torch.Generator().manual_seed(0)
+    rows = [grpo.Row(torch.randint(0, 250, (int(n),), generator=gen).tolist(),
+                     torch.randint(0, 250, (int(m),), generator=gen).tolist(), "solver", "deduction", k // 2,
+                     reward=float(k % 3))
+            for k, (n, m) in enumerate(torch.randint(2, 9, (6, 2), generator=gen))]
+    grads = []
+    for micro in ("1", "6"):
+        args = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--micro-batch", micro, "--loss-agg", agg])
+        model, _ = load_model("tiny")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the step changes nothing; keep the grads
+        grpo.update(model, optimizer, rows, args)
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
