@@ -57,6 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass
 
@@ -112,7 +113,9 @@ def check_program(program):
     if "input(" in program:  # AZR rejects any code calling input(
         return "calls input("
     try:
-        tree = ast.parse(program)
+        with warnings.catch_warnings():  # e.g. invalid escape sequences: the program's problem, not ours
+            warnings.simplefilter("ignore")
+            tree = ast.parse(program)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         return f"does not parse: {type(e).__name__}: {e}"[:200]
     if not any(isinstance(n, ast.FunctionDef) and n.name == "f" for n in tree.body):
@@ -160,7 +163,9 @@ def parse_literal(text):
     if _nesting(text) > MAX_NESTING:
         raise ValueError(f"nested deeper than {MAX_NESTING}")
     try:
-        return ast.literal_eval(text.strip())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.literal_eval(text.strip())
     except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as e:
         raise ValueError(f"not a Python literal: {type(e).__name__}") from None
 
@@ -254,6 +259,8 @@ def _audit_hook(folder):
             path = args[0]
             if isinstance(path, int) or not os.path.abspath(os.fsdecode(path)).startswith(folder + os.sep):
                 raise PermissionError("sandbox: files outside the job folder are not allowed")
+        # only imports of modules the worker has not loaded raise this event: os, subprocess or
+        # random stay importable at run time, and the blocked events above are what contains them
         if event == "import" and args[0].split(".")[0] not in ALLOWED_MODULES + ("encodings",):
             raise PermissionError(f"sandbox: importing {args[0]} is not allowed")
     return hook
