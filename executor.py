@@ -40,11 +40,12 @@ program may read world-readable files. Audit hooks are a Python-level convenienc
 boundary; the boundary is the uid, the rlimits and the namespaces. Without root (or where
 `unshare` is refused) there are no namespaces: network access is then refused only by the audit
 hook, the child keeps the caller's uid, and it may write where that user may (RLIMIT_NPROC = 0
-still forbids new processes for a non-root user). `SANDBOX` below says which case applies.
+still forbids new processes for a non-root user). `sandbox()` below says which case applies.
 """
 
 import argparse
 import ast
+import functools
 import json
 import os
 import re
@@ -397,17 +398,22 @@ def worker_main(uid, namespaced):
 # -----------------------------------------------------------------------------
 # The pool, in the calling process.
 
-def _namespaces_work():
+@functools.cache
+def namespaces_work():
+    """Whether workers can run in fresh network, mount and pid namespaces (root, and unshare allowed)."""
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("mount"):
         return False
     probe = ["unshare", "--net", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /tmp"]
     return subprocess.run(probe, capture_output=True).returncode == 0
 
 
-NAMESPACED = _namespaces_work()
-SANDBOX = ("root: children drop to their own uid; fresh network and mount namespaces" if NAMESPACED
-           else "root: children drop to their own uid; no namespaces (unshare refused)" if os.geteuid() == 0
-           else "not root: children keep the caller's uid; no namespaces")
+def sandbox():
+    """Which of the cases in this file's docstring applies on this machine."""
+    if namespaces_work():
+        return "root: children drop to their own uid; fresh network, mount and pid namespaces"
+    if os.geteuid() == 0:
+        return "root: children drop to their own uid; no namespaces (unshare refused)"
+    return "not root: children keep the caller's uid; no namespaces"
 
 
 class Pool:
@@ -428,8 +434,9 @@ class Pool:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                "PYTHONHASHSEED": str(HASH_SEEDS[i % 2])}
         uid = BASE_UID + i if os.geteuid() == 0 else None
-        cmd = [sys.executable, "-s", "-B", os.path.abspath(__file__), "--worker", str(uid), str(int(NAMESPACED))]
-        if NAMESPACED:
+        namespaced = namespaces_work()
+        cmd = [sys.executable, "-s", "-B", os.path.abspath(__file__), "--worker", str(uid), str(int(namespaced))]
+        if namespaced:
             # a pid namespace too: when the worker dies, the kernel kills every process it started
             cmd = ["unshare", "--net", "--mount", "--pid", "--fork"] + cmd
         self.procs[i] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -683,7 +690,7 @@ def bench(n):
     base = baseline_validate(jobs[:m], pool.size)
     base_rate = m / (time.perf_counter() - t)
     assert all(v.ok for v in verdicts) and all(base), "benchmark programs must all be valid"
-    print(f"sandbox: {SANDBOX}")
+    print(f"sandbox: {sandbox()}")
     print(f"cores: {os.cpu_count()}, pool workers: {pool.size}, programs: {n} (baseline: {m})")
     print(f"pool:     {pool_rate:8.1f} validations/s  (2 runs each, different hash seeds)")
     print(f"baseline: {base_rate:8.1f} validations/s  (fresh `python -c` per run, {pool.size} at a time)")
@@ -703,7 +710,7 @@ def demo():
     print("abduction f([5, 6, 9]) ->", check_abduction([(program, "[9, 6, 5]", "[5, 6, 9]")])[0].ok)
     induct = "def f(a):\n    return sorted(a, reverse=True)[:3]"
     print("induction ->", check_induction([(induct, [("[1, 2, 3, 4]", "[4, 3, 2]"), ("[5]", "[5]")])])[0].ok)
-    print(f"sandbox: {SANDBOX}")
+    print(f"sandbox: {sandbox()}")
     close_pool()
 
 

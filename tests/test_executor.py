@@ -33,7 +33,7 @@ def descendants(pool):
         frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
         found |= frontier
     # with namespaces each worker is `unshare` plus the Python worker it forked
-    workers = {pid for pid in found if parents[pid] in roots and executor.NAMESPACED}
+    workers = {pid for pid in found if parents[pid] in roots and executor.namespaces_work()}
     return found - workers
 
 
