@@ -280,13 +280,14 @@ def _run_child(program, inputs, folder, uid, result_fd):
         os.setgid(uid)
         os.setuid(uid)
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))  # binds only once we are not root
+    os.mkdir(folder, 0o700)
     os.chdir(folder)
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.closerange(3, result_fd)
     os.closerange(result_fd + 1, 1 << 16)
-    sys.stdin = open(os.devnull)
+    sys.stdin = None  # closed: input() raises
     sys.stdout = sys.stderr = printed = _CappedText()
     os.environ.clear()
     sys.addaudithook(_audit_hook(folder))
@@ -335,9 +336,6 @@ def _read_result(fd, deadline):
 
 
 def _run_job(job, uid, folder):
-    os.mkdir(folder, 0o700)
-    if uid is not None:
-        os.chown(folder, uid, uid)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child never returns: whatever happens it ends with os._exit
@@ -382,8 +380,9 @@ def worker_main(uid, namespaced):
         __import__(name)
     if namespaced:
         _private_mounts()
-    scratch = tempfile.mkdtemp(prefix="azr-jobs-")
-    os.chmod(scratch, 0o711)
+    scratch = tempfile.mkdtemp(prefix="azr-jobs-")  # children make their job folders in it
+    if uid is not None:
+        os.chown(scratch, uid, uid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     out = sys.stdout.buffer
     for n, line in enumerate(sys.stdin.buffer):
