@@ -327,7 +327,8 @@ TASK_TYPES = ("deduction", "abduction", "induction")
 
 def get_args(argv=None):
     p = argparse.ArgumentParser(description="AZR self-play with a hand-written GRPO loss.")
-    p.add_argument("--model", default="smollm2-135m", help="hub id, local folder, or built-in: tiny, smollm2-135m")
+    p.add_argument("--model", default="toy",
+                   help="hub id, local folder, or built-in: toy (toyworld.py, built on first use), tiny, smollm2-135m")
     p.add_argument("--out", default=None, help="run folder (default runs/<model>-<time>)")
     p.add_argument("--steps", type=int, default=None, help="training steps in all (default 20)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

