@@ -210,7 +210,7 @@ def jaccard_counts(mask_a, mask_b):
 
 
 def model_folder(name):
-    """The local folder of a built-in name (tiny, smollm2-135m), a folder, or a hub id (downloaded;
+    """The local folder of a built-in name (toy, tiny, smollm2-135m), a folder, or a hub id (downloaded;
     only the safetensors files and the index are needed)."""
     if name in models.BUILTINS:
         return models.builtin_folder(name)

@@ -384,7 +384,7 @@ SAMPLING = ("temperature", "top_p", "max_new_tokens", "batch_size", "seed", "dty
 
 def get_args(argv=None):
     p = argparse.ArgumentParser(description="pass@k of models on math, code and code-reasoning benchmarks.")
-    p.add_argument("--models", nargs="+", required=True, help="built-in names (tiny, smollm2-135m), folders or hub ids")
+    p.add_argument("--models", nargs="+", required=True, help="built-in names (toy, tiny, smollm2-135m), folders or hub ids")
     p.add_argument("--benchmarks", nargs="+", default=["gsm8k"], choices=BENCHMARKS, help="benchmarks to run")
     p.add_argument("--n", type=int, default=8, help="samples per problem; pass@k is reported for k = 1..n")
     p.add_argument("--ks", type=int, nargs="+", default=None, help="k values to print (default: powers of 2 up to n, and n)")

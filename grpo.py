@@ -321,7 +321,12 @@ PRESETS = {
     # would fake the update sparsity the study measures (3B: 12 GB weights + 12 grads + 25 Adam)
     "gpu": dict(dtype="float32", amp=True, prompts=16, group=4, solve_samples=8, references=6, induction_inputs=6,
                 max_new_tokens=1024, micro_batch=8, gen_batch=128, lr=1e-6, grad_ckpt=True),
+    # the toy base of toyworld.py (1M parameters) on a laptop: batches large enough that most
+    # groups hold both right and wrong answers, a learning rate for a small model
+    "toy": dict(dtype="float32", amp=False, prompts=8, group=8, solve_samples=4, references=3, induction_inputs=4,
+                max_new_tokens=160, micro_batch=64, gen_batch=128, lr=2e-4, grad_ckpt=False),
 }
+PRESET_STEPS = {"toy": 30}  # default --steps (else 20): toy's 30 take about 20 minutes on 2 cores
 TASK_TYPES = ("deduction", "abduction", "induction")
 
 
@@ -330,10 +335,10 @@ def get_args(argv=None):
     p.add_argument("--model", default="toy",
                    help="hub id, local folder, or built-in: toy (toyworld.py, built on first use), tiny, smollm2-135m")
     p.add_argument("--out", default=None, help="run folder (default runs/<model>-<time>)")
-    p.add_argument("--steps", type=int, default=None, help="training steps in all (default 20)")
+    p.add_argument("--steps", type=int, default=None, help="training steps in all (default: the preset's, 20 or toy's 30)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="defaults for a laptop CPU or one GPU (default: gpu if CUDA is available)")
+                   help="defaults for a laptop CPU, one GPU, or the toy base (default: toy for --model toy, else gpu if CUDA is available)")
     p.add_argument("--task-types", default=",".join(TASK_TYPES), help="comma-separated subset of " + ", ".join(TASK_TYPES))
     p.add_argument("--prompts", type=int, help="prompts per (role, task type) per step")
     p.add_argument("--group", type=int, help="samples per prompt (G); prompts x group = batch per (role, task type)")
@@ -365,11 +370,10 @@ def get_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seeds sampling and reference draws, step by step")
     p.add_argument("--bench", action="store_true", help="time two steps, then the log-prob memory benchmark")
     args = p.parse_args(argv)
-    preset = PRESETS[args.preset or ("gpu" if torch.cuda.is_available() else "cpu")]
-    for key, value in preset.items():
+    args.preset = args.preset or ("toy" if args.model == "toy" else "gpu" if torch.cuda.is_available() else "cpu")
+    for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.preset = args.preset or ("gpu" if torch.cuda.is_available() else "cpu")
     args.task_types = [t.strip() for t in args.task_types.split(",") if t.strip()]
     bad = [t for t in args.task_types if t not in TASK_TYPES]
     if bad or not args.task_types:
@@ -614,7 +618,7 @@ def train(args):
             args = argparse.Namespace(**json.load(f))
         args.steps = steps or args.steps  # a resumed run may be given more steps; nothing else changes
     else:
-        args.steps = args.steps or 20
+        args.steps = args.steps or PRESET_STEPS.get(args.preset, 20)
         args.out = args.out or os.path.join("runs", f"{os.path.basename(args.model.rstrip('/'))}-{time.strftime('%Y%m%d-%H%M%S')}")
         if last_checkpoint(args.out):
             sys.exit(f"--out {args.out} already holds a run: pass --resume to continue it, or another --out")

