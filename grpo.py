@@ -38,7 +38,7 @@ from executor import close_pool
 from models import load_model, render_chat, sample
 from proposer import (PROPOSER_REWARDS, add_to_buffer, induction_proposal_prompt, load_buffer, make_tasks,
                       proposal_prompt, proposer_reward, sample_references, save_buffer, seed_induction,
-                      seed_triplets)
+                      seed_triplets, task_key)
 from solver import solver_prompt, solver_rewards
 
 # -----------------------------------------------------------------------------
@@ -326,7 +326,7 @@ PRESETS = {
     "toy": dict(dtype="float32", amp=False, prompts=8, group=8, solve_samples=4, references=3, induction_inputs=4,
                 max_new_tokens=160, micro_batch=64, gen_batch=128, lr=2e-4, grad_ckpt=False),
 }
-PRESET_STEPS = {"toy": 30}  # default --steps (else 20): toy's 30 take about 20 minutes on 2 cores
+PRESET_STEPS = {"toy": 30}  # default --steps (else 20): toy's 30 take about 14 minutes on 2 cores
 TASK_TYPES = ("deduction", "abduction", "induction")
 
 
@@ -409,6 +409,15 @@ def rollout(model, tokenizer, user_texts, n, args, seed, role, task_type, first_
     return rows, out["texts"], out["prompt_index"].tolist()
 
 
+def solver_tasks(fresh, buffer, n, rng):
+    """The solver's n tasks of a step: this step's valid proposals, distinct (by task_key) and
+    drawn at random, topped up from the buffer when there are fewer than n. Not the first n: those
+    would all come from the first prompt or two (one group of samples), near-copies of each other."""
+    distinct = list({task_key(t): t for t in fresh}.values())
+    chosen = rng.sample(distinct, min(n, len(distinct)))
+    return chosen + [rng.choice(buffer) for _ in range(n - len(chosen))]
+
+
 def self_play(step, model, tokenizer, buffers, args):
     """One step of rollouts (SPEC.md section 2): proposals, their solve rates and rewards, then the
     solver on this step's valid tasks (topped up from the buffer). Returns the rows, one record per
@@ -456,8 +465,7 @@ def self_play(step, model, tokenizer, buffers, args):
 
     for task_type in args.task_types:  # the solver role
         buffer = buffers["induction" if task_type == "induction" else "triplet"]
-        chosen = fresh[task_type][:args.prompts]
-        chosen += [rng.choice(buffer) for _ in range(args.prompts - len(chosen))]
+        chosen = solver_tasks(fresh[task_type], buffer, args.prompts, rng)
         new_rows, responses, index = timed("generate", rollout, model, tokenizer, [solver_prompt(task_type, t) for t in chosen],
                                            args.group, args, next(seeds), "solver", task_type, len(rows))
         rewards = timed("execute", solver_rewards, task_type, [chosen[i] for i in index], responses, train=True)

@@ -4,6 +4,8 @@ import itertools
 import json
 import os
 
+import random
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -83,6 +85,17 @@ def test_bad_task_types_are_refused_with_one_line(capsys):
     with pytest.raises(SystemExit):
         grpo.get_args(["--task-types", "deduction,sorting"])
     assert "unknown ['sorting']" in capsys.readouterr().err
+
+
+def test_solver_tasks_are_distinct_fresh_proposals_drawn_from_all_prompts_then_the_buffer():
+    from proposer import Task, task_key
+    fresh = [Task("deduction", f"def f(a):\n    return a + {k // 4}", [str(k % 2)], [""]) for k in range(40)]
+    buffer = [Task("deduction", "def f(a):\n    return a", ["7"], ["7"])]
+    chosen = grpo.solver_tasks(fresh, buffer, 8, random.Random(0))
+    assert len({task_key(t) for t in chosen}) == 8 and all(t in fresh for t in chosen)
+    assert max(fresh.index(t) for t in chosen) >= 8  # not just the first prompts' proposals
+    few = grpo.solver_tasks(fresh[:4] * 3, buffer, 8, random.Random(0))  # 2 distinct tasks, repeated
+    assert len({task_key(t) for t in few[:2]}) == 2 and few[2:] == buffer * 6
 
 
 def test_the_preset_follows_the_model_unless_named():
