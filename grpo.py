@@ -14,6 +14,7 @@ for the entropy-dynamics analysis) are computed in chunks of positions, so the B
 logits tensor, which dominates memory at V = 151,936, is never materialised, not even in backward.
 
 Run:
+    python grpo.py                # the toy base of toyworld.py (built on first use), its toy preset
     python grpo.py --model <hub id or folder>
     python grpo.py --bench        # peak memory, chunked vs naive log-probs + entropy
 """
@@ -321,8 +322,8 @@ PRESETS = {
     # would fake the update sparsity the study measures (3B: 12 GB weights + 12 grads + 25 Adam)
     "gpu": dict(dtype="float32", amp=True, prompts=16, group=4, solve_samples=8, references=6, induction_inputs=6,
                 max_new_tokens=1024, micro_batch=8, gen_batch=128, lr=1e-6, grad_ckpt=True),
-    # the toy base of toyworld.py (1M parameters) on a laptop: batches large enough that most
-    # groups hold both right and wrong answers, a learning rate for a small model
+    # the toy base of toyworld.py (0.9M parameters) on a laptop: 64 samples per role and task type,
+    # so that each batch holds right answers too, and a learning rate for a small model
     "toy": dict(dtype="float32", amp=False, prompts=8, group=8, solve_samples=4, references=3, induction_inputs=4,
                 max_new_tokens=160, micro_batch=64, gen_batch=128, lr=2e-4, grad_ckpt=False),
 }
