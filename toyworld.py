@@ -21,6 +21,7 @@ self-play can take up, measured on a fixed held-out set of generated tasks (`eva
     python toyworld.py --build           # build the base (`--model toy` does it on first use)
     python toyworld.py --eval toy        # headroom figures of any model, next to random guessing
     python toyworld.py --eval runs/RUN/checkpoints/step_000100
+    python toyworld.py --rlvr fresh      # solver-only RL (RLVR) on generated tasks, for comparison
 """
 
 import argparse
@@ -39,6 +40,7 @@ from tqdm import tqdm
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 import executor
+import grpo
 import models
 import proposer
 import solver
@@ -621,6 +623,43 @@ def evaluate(model, tokenizer, programs=frozenset(), proposals=128, references=3
     return figures
 
 
+# -----------------------------------------------------------------------------
+# RLVR: the solver alone, rewarded on given deduction tasks. The study's baseline against self-play,
+# at toy scale; here also the measure of what a verifiable reward can teach this base in minutes.
+
+RLVR_SEED = 777  # fresh tasks for `--rlvr fresh`: generated apart from the corpus and the held-out set
+
+
+def rlvr(model, tokenizer, tasks, steps, args, report=None, every=10):
+    """Deduction RL with verifiable rewards, with self-play's own rollout, rewards and update: each
+    step draws args.prompts of `tasks` (Generated) at random, samples args.group answers to each at
+    args.temperature, rewards them with solver.solver_rewards (training values) and takes one
+    grpo.update. report(step) runs before the first step and after every `every` steps. Returns the
+    fraction of each step's samples that were right."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    rng, right = random.Random(args.seed), []
+    if report:
+        report(0)
+    for step in tqdm(range(1, steps + 1), desc="rlvr"):
+        chosen = rng.sample(tasks, min(args.prompts, len(tasks)))
+        rows, texts, index = grpo.rollout(model, tokenizer, [solver.solver_prompt("deduction", t.task) for t in chosen],
+                                          args.group, args, args.seed * 1_000_003 + step, "solver", "deduction", 0)
+        rewards = solver.solver_rewards("deduction", [chosen[i].task for i in index], texts, train=True)
+        for row, reward in zip(rows, rewards):
+            row.reward = reward
+        grpo.update(model, optimizer, rows, args)
+        right.append(sum(r == 1 for r in rewards) / len(rewards))
+        if report and step % every == 0:
+            report(step)
+    return right
+
+
+def fresh_tasks(programs=1000):
+    """Generated deduction tasks for RLVR, none in the held-out set (each program with its inputs)."""
+    seen = {proposer.task_key(t.task) for t in heldout()}
+    return triplets(generate(programs, random.Random(RLVR_SEED), seen=seen))
+
+
 def corpus_programs():
     """The programs of the toy base's corpus (built on first use)."""
     with open(os.path.join(models.builtin_folder("toy"), "toyworld.json")) as f:
@@ -641,6 +680,13 @@ if __name__ == "__main__":
     p.add_argument("--show", action="store_true", help="print a few generated tasks of each depth")
     p.add_argument("--build", action="store_true", help="build the toy base into the cache (models.BUILTINS['toy'])")
     p.add_argument("--eval", metavar="MODEL", help="held-out figures of a model: built-in name, folder or hub id")
+    p.add_argument("--rlvr", choices=["fresh", "heldout"],
+                   help="solver-only RL on deduction tasks (fresh generated ones, or the held-out set itself), "
+                        "with held-out deduction accuracy every 10 steps")
+    p.add_argument("--model", default="toy", help="--rlvr: the model to train (default: the toy base)")
+    p.add_argument("--steps", type=int, default=40, help="--rlvr: steps of 16 tasks x 8 samples")
+    p.add_argument("--lr", type=float, default=None, help="--rlvr: learning rate (default: grpo's toy preset, 2e-4)")
+    p.add_argument("--out", help="--rlvr: save the trained model to this folder")
     args = p.parse_args()
     if args.show:
         show()
@@ -655,4 +701,21 @@ if __name__ == "__main__":
             guess = f"   random guess {100 * baseline:5.1f} %" if baseline is not None else ""
             print(f"{name:28s} {100 * value:5.1f} %{guess}   (n = {n})")
         print(f"{args.eval}: {time.time() - start:.0f} s")
+    if args.rlvr:
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
+        model, tokenizer = models.load_model(args.model)
+        settings = grpo.get_args(["--model", args.model, "--preset", "toy", "--prompts", "16"]
+                                 + (["--lr", str(args.lr)] if args.lr is not None else []))
+        tasks, held = (fresh_tasks() if args.rlvr == "fresh" else heldout()), heldout()
+
+        def report(step):
+            greedy = sum(solved(model, tokenizer, "deduction", held)) / len(held)
+            sampled = sum(solved(model, tokenizer, "deduction", held, 1.0, 4)) / len(held)
+            tqdm.write(f"step {step:4d}: held-out deduction {100 * greedy:5.1f} % near-greedy, "
+                       f"{100 * sampled:5.1f} % at temperature 1")
+
+        rlvr(model, tokenizer, tasks, args.steps, settings, report)
+        if args.out:
+            model.save_pretrained(args.out)
+            tokenizer.save_pretrained(args.out)
     executor.close_pool()
