@@ -3,7 +3,6 @@
 import itertools
 import json
 import os
-
 import random
 
 import pytest
