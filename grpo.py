@@ -1,314 +1,47 @@
 """
-GRPO-family policy-gradient training for Absolute Zero Reasoner (AZR) self-play, loss written by hand.
+AZR self-play trained with a GRPO-family policy-gradient loss written by hand.
 
-AZR (SPEC section 2) trains one causal LM in two roles: as proposer it writes Python tasks
-(deduction, abduction, induction) and is rewarded for learnability, as solver it answers them and is
-rewarded for correctness checked by running the code. Both roles are updated with a clipped
-policy-gradient loss (SPEC section 3):
-  - advantages: TRR++ (one baseline per (role, task type) over the batch), GRPO (one per prompt
-    group, divided by the std), or Dr. GRPO (one per prompt group, no std);
+Absolute Zero (AZR, arXiv 2505.03335, section 3) trains one causal LM in two roles: as proposer it
+writes Python tasks (deduction, abduction, induction) and is rewarded for their learnability, as
+solver it answers them and is rewarded for correctness, checked by running the code (executor.py).
+Both roles are updated with a clipped policy-gradient loss:
+  - advantages: TRR++ (one baseline per (role, task type) over the batch, AZR section 3.3.5),
+    GRPO (one per prompt group, divided by the std; arXiv 2402.03300) or Dr. GRPO (one per prompt
+    group, no std; arXiv 2503.20783);
   - per-token ratio rho = exp(logp - old_logp) with PPO clipping, optional k3 KL to a reference;
-  - token-mean (DAPO), sequence-mean of token-means (GRPO) or sum / constant length (Dr. GRPO).
-Log-probabilities and the full-vocabulary entropy (SPEC section 4, logged per role and task type
-for the entropy-dynamics analysis) are computed in chunks of positions, so the B x T x V float32
-logits tensor, which dominates memory at V = 151,936, is never materialised, not even in backward.
+  - token-mean (DAPO, arXiv 2503.14476), sequence-mean of token-means (GRPO) or sum / constant
+    length (Dr. GRPO).
+The full-vocabulary entropy of every response token, logged per role and task type, is the
+study's entropy-dynamics measurement (arXiv 2510.27072, section 4); it comes from the same chunked
+pass as the log-probs (logprobs.py).
 
-Run:
-    python grpo.py                # the toy base of toyworld.py (built on first use), its toy preset
+The file reads in the order a step runs: settings, the advantage, the loss, the rollouts (proposer,
+then solver), the update, the loop. The run folder it writes is described in runs.py.
+
+    python grpo.py                # the toy base (toybase.py, built on first use), its toy preset
     python grpo.py --model <hub id or folder>
-    python grpo.py --bench        # peak memory, chunked vs naive log-probs + entropy
 """
 
 import argparse
 import json
 import os
 import random
-import resource
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 
 import torch
-from torch.autograd.function import once_differentiable
 from tqdm import tqdm
 
 from executor import close_pool
-from models import load_model, render_chat, sample
+from logprobs import sequence_logprobs_and_entropy
+from models import load_model
+from chat import render_chat
 from proposer import (PROPOSER_REWARDS, add_to_buffer, induction_proposal_prompt, load_buffer, make_tasks,
-                      proposal_prompt, proposer_reward, sample_references, save_buffer, seed_induction,
-                      seed_triplets, task_key)
-from solver import solver_prompt, solver_rewards
-
-# -----------------------------------------------------------------------------
-# log-probabilities and entropy of the response tokens, chunked over positions
-
-
-def _chunk_logits(hidden, weight, temperature):
-    """z = hidden @ W^T / T for one chunk, in float32 (float64 stays float64, for tests).
-
-    The matmul runs in the model's dtype and is upcast after, the same way HF generate gets the
-    logits it samples from (bf16 lm_head, then .float(), then / T), so the loss sees the sampling
-    distribution (SPEC section 3)."""
-    acc_dtype = torch.promote_types(hidden.dtype, torch.float32)
-    return (hidden @ weight.T).to(acc_dtype) / temperature
-
-
-class _ChunkedLogpEntropy(torch.autograd.Function):
-    """Forward and backward of token_logprobs_and_entropy; saves only hidden, weight and targets and
-    recomputes each chunk's logits in backward, so both passes hold at most chunk_size x V logits."""
-
-    @staticmethod
-    def forward(ctx, hidden, weight, targets, temperature, chunk_size):
-        logps, entropies = [], []
-        for s in range(0, hidden.shape[0], chunk_size):
-            z = _chunk_logits(hidden[s:s + chunk_size], weight, temperature)
-            lse = z.logsumexp(-1)
-            logps.append(z.gather(-1, targets[s:s + chunk_size, None]).squeeze(-1) - lse)
-            # SPEC section 4: H = logsumexp(z) - sum_i softmax(z)_i z_i
-            entropies.append(lse - (z.softmax(-1) * z).sum(-1))
-        ctx.save_for_backward(hidden, weight, targets)
-        ctx.temperature, ctx.chunk_size = temperature, chunk_size
-        return torch.cat(logps), torch.cat(entropies)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_logp, grad_entropy):
-        hidden, weight, targets = ctx.saved_tensors
-        T, c = ctx.temperature, ctx.chunk_size
-        acc_dtype = torch.promote_types(hidden.dtype, torch.float32)
-        grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
-        # the weight gradient sums over every position: accumulate it in float32, not bf16
-        grad_weight = torch.zeros_like(weight, dtype=acc_dtype) if ctx.needs_input_grad[1] else None
-        for s in range(0, hidden.shape[0], c):
-            h = hidden[s:s + c]
-            logq = _chunk_logits(h, weight, T).log_softmax(-1)
-            p = logq.exp()
-            H = -(p * logq).sum(-1, keepdim=True)
-            g_logp, g_ent = grad_logp[s:s + c, None], grad_entropy[s:s + c, None]
-            # d logp_y / dz_i = 1[i = y] - p_i ;  dH / dz_i = -p_i (log p_i + H) ;  dz/dx = 1/T
-            grad_z = -p * (g_logp + g_ent * (logq + H))
-            grad_z.scatter_add_(-1, targets[s:s + c, None], g_logp)
-            grad_z /= T
-            if grad_hidden is not None:
-                grad_hidden[s:s + c] = grad_z.to(hidden.dtype) @ weight
-            if grad_weight is not None:
-                grad_weight.addmm_(grad_z.T, h.to(acc_dtype))
-        if grad_weight is not None:
-            grad_weight = grad_weight.to(weight.dtype)
-        return grad_hidden, grad_weight, None, None, None
-
-
-def token_logprobs_and_entropy(hidden, lm_head_weight, targets, temperature=1.0, chunk_size=128):
-    """Per-position log p(target) and entropy under softmax(z), z = hidden @ W^T / T.
-
-    hidden (N, H): final hidden states at the positions that predict response tokens;
-    lm_head_weight (V, H); targets (N,) token ids. Returns (logp, entropy), each (N,) in float32
-    (float64 for float64 inputs):
-        logp_n    = z_n[y_n] - logsumexp(z_n)
-        entropy_n = logsumexp(z_n) - sum_i softmax(z_n)_i z_n,i        (SPEC section 4)
-    Computed chunk_size positions at a time in forward and again in backward, so no N x V tensor
-    exists; gradients reach hidden and lm_head_weight in their own dtype."""
-    return _ChunkedLogpEntropy.apply(hidden, lm_head_weight, targets, temperature, chunk_size)
-
-
-def sequence_logprobs_and_entropy(model, input_ids, attention_mask, response_mask, temperature=1.0,
-                                  chunk_size=128):
-    """logp[b, t] = log pi(input_ids[b, t] | input_ids[b, :t]) at temperature T, and the entropy
-    of that next-token distribution, for every t with response_mask[b, t]; 0 elsewhere. (B, T) each.
-
-    Runs the decoder without its lm_head (hidden states only), takes the states at t - 1 that predict
-    each response token t, and hands them to token_logprobs_and_entropy with the lm_head weight
-    (tied to the input embeddings in small models, which is fine: gradients reach both uses).
-    response_mask comes from the caller and is never derived from pad ids: where pad id == eos id
-    the final EOS is a response token and must stay in the loss (SPEC section 3)."""
-    assert model.get_output_embeddings().bias is None, "logits are hidden @ W^T; an lm_head bias is not handled"
-    response_mask = response_mask.bool()
-    assert not response_mask[:, 0].any(), "a response token needs a preceding token to predict it"
-    # default position ids (0..T-1) are exact for the right-padded rows the update builds; left
-    # padding would shift a row's positions uniformly, which RoPE sees only as rounding
-    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-    predicts = response_mask[:, 1:]
-    logp, entropy = token_logprobs_and_entropy(hidden[:, :-1][predicts], model.get_output_embeddings().weight,
-                                               input_ids[:, 1:][predicts], temperature, chunk_size)
-    zeros = torch.zeros(input_ids.shape, dtype=logp.dtype, device=logp.device)
-    return zeros.masked_scatter(response_mask, logp), zeros.masked_scatter(response_mask, entropy)
-
-
-# -----------------------------------------------------------------------------
-# advantages
-
-# whether each mode divides by the group's std; what the groups are is the caller's choice:
-# TRR++ groups by (role, task type) over the whole batch, GRPO and Dr. GRPO by prompt
-ADVANTAGE_MODES = {"trr++": True, "grpo": True, "drgrpo": False}
-
-
-def advantages(rewards, group_ids, mode, eps=1e-6):
-    """Group-baseline advantages (SPEC sections 2 and 3). For each group g of rewards:
-        trr++, grpo:  A_i = (r_i - mean_g(r)) / (std_g(r) + eps)
-        drgrpo:       A_i =  r_i - mean_g(r)
-    std is the unbiased (Bessel-corrected, n - 1) sample std, as torch.std and the verl GRPO code
-    AZR builds on use it. group_ids: one hashable label per reward (e.g. ("solver", "deduction")
-    for TRR++, a prompt index for GRPO), or an int tensor.
-
-    Returns (A, zero_var): zero_var[i] is True where i's group has all rewards equal (a group of
-    one included). Such a group carries no signal: its advantages are exactly 0; count it."""
-    normalize = ADVANTAGE_MODES[mode]
-    labels = group_ids.tolist() if torch.is_tensor(group_ids) else list(group_ids)
-    assert len(labels) == len(rewards)
-    index = {}
-    group = torch.tensor([index.setdefault(g, len(index)) for g in labels], device=rewards.device)
-    A = torch.zeros_like(rewards)
-    zero_var = torch.zeros(len(labels), dtype=torch.bool, device=rewards.device)
-    for g in range(len(index)):
-        members = group == g
-        r = rewards[members]
-        if (r == r[0]).all():
-            zero_var[members] = True
-            continue
-        a = r - r.mean()
-        A[members] = a / (r.std() + eps) if normalize else a
-    return A, zero_var
-
-
-# -----------------------------------------------------------------------------
-# clipped policy loss
-
-
-def aggregate(per_token, mask, mode, norm_length=None):
-    """Reduce a (B, T) per-token loss over the response tokens (mask) to a scalar (SPEC section 3):
-        token-mean:           sum_{b,t} l_bt m_bt / sum_{b,t} m_bt               (DAPO)
-        seq-mean-token-mean:  1/B sum_b [sum_t l_bt m_bt / sum_t m_bt]           (GRPO)
-        seq-sum-norm:         1/B sum_b [sum_t l_bt m_bt / norm_length]          (Dr. GRPO)
-    norm_length is a constant (e.g. max_new_tokens) so long and short responses weigh the same
-    per token. A row with no response token contributes 0 to seq-mean-token-mean."""
-    mask = mask.bool()
-    masked = torch.where(mask, per_token, 0.0)
-    if mode == "token-mean":
-        return masked.sum() / mask.sum()
-    if mode == "seq-mean-token-mean":
-        return (masked.sum(-1) / mask.sum(-1).clamp(min=1)).mean()
-    if mode == "seq-sum-norm":
-        return masked.sum() / (mask.shape[0] * norm_length)
-    raise ValueError(f"unknown aggregation {mode!r}")
-
-
-def policy_loss(logp, old_logp, advantages, mask, clip_low=0.2, clip_high=0.2, aggregation="token-mean",
-                norm_length=None, kl_coef=0.0, ref_logp=None):
-    """Clipped surrogate loss (SPEC section 3), per response token t of sequence b:
-        rho = exp(logp - old_logp)
-        l_t = -min(rho A_b, clip(rho, 1 - clip_low, 1 + clip_high) A_b) + kl_coef k3_t
-        k3_t = exp(ref - logp) - (ref - logp) - 1                       (only with ref_logp)
-    then aggregate(l, mask, aggregation, norm_length). logp, old_logp, ref_logp, mask: (B, T);
-    advantages: (B,), one per sequence. Gradient flows only through logp.
-
-    Returns (loss, stats) with stats floats over response tokens: clip_frac (tokens whose gradient
-    the clip removes), ratio_mean, and kl (mean k3) when ref_logp is given."""
-    mask = mask.bool()
-    A = advantages.detach()[:, None]
-    # values outside the mask may be anything (padding): zero them before exp so they cannot overflow
-    log_ratio = torch.where(mask, logp - old_logp.detach(), 0.0)
-    ratio = log_ratio.exp()
-    clipped = ratio.clamp(1 - clip_low, 1 + clip_high)
-    per_token = -torch.minimum(ratio * A, clipped * A)
-    # the clipped branch is the min (so no gradient) exactly when the ratio left the band on the side A pushes
-    clip_active = ((A > 0) & (ratio > 1 + clip_high)) | ((A < 0) & (ratio < 1 - clip_low))
-    n = mask.sum()
-    stats = {"clip_frac": ((clip_active & mask).sum() / n).item(),
-             "ratio_mean": (torch.where(mask, ratio, 0.0).sum() / n).item()}
-    if ref_logp is not None:
-        d = torch.where(mask, ref_logp.detach() - logp, 0.0)
-        kl = d.exp() - d - 1
-        stats["kl"] = (kl.detach().sum() / n).item()
-        per_token = per_token + kl_coef * kl
-    else:
-        assert kl_coef == 0.0, "kl_coef needs ref_logp"
-    return aggregate(per_token, mask, aggregation, norm_length), stats
-
-
-# -----------------------------------------------------------------------------
-# memory benchmark: chunked vs naive log-probs + entropy, forward and backward
-
-
-def _naive_logprobs_and_entropy(hidden, weight, targets, temperature):
-    """The usual implementation: full (N, V) float32 logits, log_softmax, gather, and the
-    entropy logsumexp(z) - sum softmax(z) z over the whole batch at once."""
-    z = (hidden @ weight.T).float() / temperature
-    logp = z.log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
-    entropy = z.logsumexp(-1) - (z.softmax(-1) * z).sum(-1)
-    return logp, entropy
-
-
-def _bench_variant(variant, V, N, H, chunk_size):
-    """Run once in a fresh process: forward + backward of one variant on random inputs; prints one
-    JSON line with the peak memory above what the inputs already held."""
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    cuda = torch.cuda.is_available()
-    device, dtype = ("cuda", torch.bfloat16) if cuda else ("cpu", torch.float32)
-
-    def inputs(N, V):
-        hidden = torch.randn(N, H, device=device, dtype=dtype, requires_grad=True)
-        # scaled in place: a temporary copy of the weight would already raise the high-water mark
-        weight = torch.randn(V, H, device=device, dtype=dtype).mul_(H ** -0.5).requires_grad_()
-        targets = torch.randint(0, V, (N,), device=device)
-        return hidden, weight, targets
-
-    def step(hidden, weight, targets):
-        if variant == "chunked":
-            logp, entropy = token_logprobs_and_entropy(hidden, weight, targets, 1.0, chunk_size)
-        else:
-            logp, entropy = _naive_logprobs_and_entropy(hidden, weight, targets, 1.0)
-        (logp.sum() + entropy.sum()).backward()
-
-    step(*inputs(8, 64))  # tiny warm-up: one-time library buffers are not counted as the variant's cost
-    hidden, weight, targets = inputs(N, V)
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    t0 = time.time()
-    step(hidden, weight, targets)
-    if cuda:
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"device": device, "dtype": str(dtype), "peak_extra": peak - base, "seconds": time.time() - t0}))
-
-
-def bench_memory(vocab_sizes=(49152, 151936), B=4, T=1024, hidden=896, chunk_size=128):
-    """Peak memory of forward + backward of token_logprobs_and_entropy vs the naive full-logits
-    computation, at N = B * T response positions (hidden 896 = Qwen2.5-0.5B).
-
-    Each variant runs in its own fresh subprocess so one cannot inherit the other's high-water mark.
-    On CUDA (bf16 inputs) the peak is torch.cuda.max_memory_allocated; on CPU (float32 inputs) it is
-    the child's peak resident set size (ru_maxrss), which counts every allocation torch makes.
-    Both are reported above the memory held after the inputs were allocated. B = 4 by default:
-    the naive variant at B = 8, V = 151,936 needs about 28 GB (six 8192 x V float32 tensors)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    N = B * T
-    print(f"N = B*T = {B}*{T} = {N} positions, hidden {hidden}, chunk_size {chunk_size}, forward + backward")
-    for V in vocab_sizes:
-        peaks = {}
-        for variant in ("chunked", "naive"):
-            code = f"import grpo; grpo._bench_variant({variant!r}, {V}, {N}, {hidden}, {chunk_size})"
-            out = subprocess.run([sys.executable, "-c", code], cwd=here, env=env, capture_output=True, text=True)
-            if out.returncode != 0:
-                print(f"V={V:>6} {variant:>7}: failed (exit {out.returncode}) {out.stderr.strip()[-200:]}")
-                continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            peaks[variant] = r["peak_extra"]
-            print(f"V={V:>6} {variant:>7} [{r['device']} {r['dtype']}]: peak +{r['peak_extra'] / 2**20:9.1f} MiB"
-                  f"  ({r['seconds']:.1f} s)")
-        if len(peaks) == 2:
-            print(f"V={V:>6} naive / chunked = {peaks['naive'] / peaks['chunked']:.1f}x")
-
+                      proposal_prompt, proposer_reward, sample_references, seed_induction, seed_triplets, task_key)
+from runs import keep_lines_until, last_checkpoint, save_checkpoint
+from sampling import sample
+from solver import TASK_TYPES, solver_prompt, solver_rewards
 
 # -----------------------------------------------------------------------------
 # Self-play: settings. Flags left unset take the preset's value; the full config is saved per run.
@@ -328,7 +61,6 @@ PRESETS = {
                 max_new_tokens=160, micro_batch=64, gen_batch=128, lr=2e-4, grad_ckpt=False),
 }
 PRESET_STEPS = {"toy": 30}  # default --steps (else 20): toy's 30 take about 14 minutes on 2 cores
-TASK_TYPES = ("deduction", "abduction", "induction")
 
 
 def get_args(argv=None):
@@ -369,7 +101,6 @@ def get_args(argv=None):
                    help="bf16 autocast for generation and the update on CUDA (weights stay in --dtype)")
     p.add_argument("--save-every", type=int, default=10, help="checkpoint every this many steps (and at the end)")
     p.add_argument("--seed", type=int, default=0, help="seeds sampling and reference draws, step by step")
-    p.add_argument("--bench", action="store_true", help="time two steps, then the log-prob memory benchmark")
     args = p.parse_args(argv)
     args.preset = args.preset or ("toy" if args.model == "toy" else "gpu" if torch.cuda.is_available() else "cpu")
     for key, value in PRESETS[args.preset].items():
@@ -380,6 +111,99 @@ def get_args(argv=None):
     if bad or not args.task_types:
         p.error(f"--task-types: unknown {bad or 'empty list'}; choose from {', '.join(TASK_TYPES)}")
     return args
+
+
+
+
+# -----------------------------------------------------------------------------
+# advantages
+
+# whether each mode divides by the group's std; what the groups are is the caller's choice:
+# TRR++ groups by (role, task type) over the whole batch, GRPO and Dr. GRPO by prompt
+ADVANTAGE_MODES = {"trr++": True, "grpo": True, "drgrpo": False}
+
+
+def advantages(rewards, group_ids, mode, eps=1e-6):
+    """Group-baseline advantages. For each group g of rewards (AZR section 3.3.5; GRPO; Dr. GRPO):
+        trr++, grpo:  A_i = (r_i - mean_g(r)) / (std_g(r) + eps)
+        drgrpo:       A_i =  r_i - mean_g(r)
+    std is the unbiased (Bessel-corrected, n - 1) sample std, as torch.std and the verl GRPO code
+    AZR builds on use it. group_ids: one hashable label per reward (e.g. ("solver", "deduction")
+    for TRR++, a prompt index for GRPO), or an int tensor.
+
+    Returns (A, zero_var): zero_var[i] is True where i's group has all rewards equal (a group of
+    one included). Such a group carries no signal: its advantages are exactly 0; count it."""
+    normalize = ADVANTAGE_MODES[mode]
+    labels = group_ids.tolist() if torch.is_tensor(group_ids) else list(group_ids)
+    assert len(labels) == len(rewards)
+    index = {}
+    group = torch.tensor([index.setdefault(g, len(index)) for g in labels], device=rewards.device)
+    A = torch.zeros_like(rewards)
+    zero_var = torch.zeros(len(labels), dtype=torch.bool, device=rewards.device)
+    for g in range(len(index)):
+        members = group == g
+        r = rewards[members]
+        if (r == r[0]).all():
+            zero_var[members] = True
+            continue
+        a = r - r.mean()
+        A[members] = a / (r.std() + eps) if normalize else a
+    return A, zero_var
+
+
+# -----------------------------------------------------------------------------
+# clipped policy loss
+
+
+def aggregate(per_token, mask, mode, norm_length=None):
+    """Reduce a (B, T) per-token loss over the response tokens (mask) to a scalar:
+        token-mean:           sum_{b,t} l_bt m_bt / sum_{b,t} m_bt               (DAPO)
+        seq-mean-token-mean:  1/B sum_b [sum_t l_bt m_bt / sum_t m_bt]           (GRPO)
+        seq-sum-norm:         1/B sum_b [sum_t l_bt m_bt / norm_length]          (Dr. GRPO)
+    norm_length is a constant (e.g. max_new_tokens) so long and short responses weigh the same
+    per token. A row with no response token contributes 0 to seq-mean-token-mean."""
+    mask = mask.bool()
+    masked = torch.where(mask, per_token, 0.0)
+    if mode == "token-mean":
+        return masked.sum() / mask.sum()
+    if mode == "seq-mean-token-mean":
+        return (masked.sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+    if mode == "seq-sum-norm":
+        return masked.sum() / (mask.shape[0] * norm_length)
+    raise ValueError(f"unknown aggregation {mode!r}")
+
+
+def policy_loss(logp, old_logp, advantages, mask, clip_low=0.2, clip_high=0.2, aggregation="token-mean",
+                norm_length=None, kl_coef=0.0, ref_logp=None):
+    """Clipped surrogate loss (PPO, arXiv 1707.06347, eq. 7), per response token t of sequence b:
+        rho = exp(logp - old_logp)
+        l_t = -min(rho A_b, clip(rho, 1 - clip_low, 1 + clip_high) A_b) + kl_coef k3_t
+        k3_t = exp(ref - logp) - (ref - logp) - 1                       (only with ref_logp)
+    then aggregate(l, mask, aggregation, norm_length). logp, old_logp, ref_logp, mask: (B, T);
+    advantages: (B,), one per sequence. Gradient flows only through logp.
+
+    Returns (loss, stats) with stats floats over response tokens: clip_frac (tokens whose gradient
+    the clip removes), ratio_mean, and kl (mean k3) when ref_logp is given."""
+    mask = mask.bool()
+    A = advantages.detach()[:, None]
+    # values outside the mask may be anything (padding): zero them before exp so they cannot overflow
+    log_ratio = torch.where(mask, logp - old_logp.detach(), 0.0)
+    ratio = log_ratio.exp()
+    clipped = ratio.clamp(1 - clip_low, 1 + clip_high)
+    per_token = -torch.minimum(ratio * A, clipped * A)
+    # the clipped branch is the min (so no gradient) exactly when the ratio left the band on the side A pushes
+    clip_active = ((A > 0) & (ratio > 1 + clip_high)) | ((A < 0) & (ratio < 1 - clip_low))
+    n = mask.sum()
+    stats = {"clip_frac": ((clip_active & mask).sum() / n).item(),
+             "ratio_mean": (torch.where(mask, ratio, 0.0).sum() / n).item()}
+    if ref_logp is not None:
+        d = torch.where(mask, ref_logp.detach() - logp, 0.0)
+        kl = d.exp() - d - 1
+        stats["kl"] = (kl.detach().sum() / n).item()
+        per_token = per_token + kl_coef * kl
+    else:
+        assert kl_coef == 0.0, "kl_coef needs ref_logp"
+    return aggregate(per_token, mask, aggregation, norm_length), stats
 
 
 # -----------------------------------------------------------------------------
@@ -420,7 +244,7 @@ def solver_tasks(fresh, buffer, n, rng):
 
 
 def self_play(step, model, tokenizer, buffers, args):
-    """One step of rollouts (SPEC.md section 2): proposals, their solve rates and rewards, then the
+    """One step of rollouts (AZR section 3.3, Algorithm 1): proposals, their solve rates and rewards, then the
     solver on this step's valid tasks (topped up from the buffer). Returns the rows, one record per
     proposal (the task, its proposer reward, the solver's mean response length on it) and timings."""
     rng = random.Random(f"{args.seed}-{step}")  # every draw derives from (seed, step): resume is exact
@@ -502,7 +326,7 @@ def placed(values, response):
 
 
 def update(model, optimizer, rows, args, ref_model=None):
-    """Advantages over the batch, then the clipped policy-gradient loss (SPEC.md section 3).
+    """Advantages over the batch, then the clipped policy-gradient loss.
     Returns the per-row entropy (mean over the row's response tokens) and update statistics."""
     device = next(model.parameters()).device
     rewards = torch.tensor([r.reward for r in rows])
@@ -585,34 +409,6 @@ def step_metrics(step, rows, entropy, records, stats, times, buffers, args):
     return m
 
 
-def save_checkpoint(out, step, model, tokenizer, optimizer, buffers):
-    """checkpoints/step_N: a Hugging Face folder, the optimizer, and both buffers at step N."""
-    folder = os.path.join(out, "checkpoints", f"step_{step:06d}")
-    tmp = folder + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    torch.save({"step": step, "optimizer": optimizer.state_dict()}, os.path.join(tmp, "trainer_state.pt"))
-    for name, buffer in buffers.items():
-        save_buffer(os.path.join(tmp, f"buffer_{name}.jsonl"), buffer)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)  # a checkpoint is complete or absent, never half written
-
-
-def last_checkpoint(out):
-    folder = os.path.join(out, "checkpoints")
-    names = sorted(n for n in os.listdir(folder) if n.startswith("step_") and not n.endswith(".tmp")) \
-        if os.path.isdir(folder) else []
-    return os.path.join(folder, names[-1]) if names else None
-
-
-def keep_lines_until(path, step):
-    """Drop the lines logged after `step`: a resumed run writes them again."""
-    if os.path.exists(path):
-        with open(path) as f:
-            lines = [line for line in f if json.loads(line)["step"] <= step]
-        with open(path, "w") as f:
-            f.writelines(lines)
 
 
 # -----------------------------------------------------------------------------
@@ -672,21 +468,6 @@ def train(args):
     return args.out
 
 
-def bench(args):
-    """Seconds per step (generate / execute / update) of two steps of this model and preset, then
-    the memory of the log-prob/entropy pass against the naive one."""
-    args.out, args.steps, args.save_every = tempfile.mkdtemp(prefix="azr-bench-"), 2, 10 ** 9
-    train(args)
-    print(f"model {args.model}, preset {args.preset}, prompts {args.prompts} x group {args.group}")
-    with open(os.path.join(args.out, "metrics.jsonl")) as f:
-        for line in f:
-            m = json.loads(line)
-            print(f"step {m['step']}: generate {m['seconds/generate']:.1f} s, execute {m['seconds/execute']:.1f} s,"
-                  f" update {m['seconds/update']:.1f} s")
-    shutil.rmtree(args.out)
-    bench_memory()
-
 
 if __name__ == "__main__":
-    args = get_args()
-    bench(args) if args.bench else train(args)
+    train(get_args())

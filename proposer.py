@@ -2,7 +2,7 @@
 The proposer role of AZR self-play: task records, proposal prompts and parsing, validation of
 proposals into tasks, the two task buffers, and the proposer rewards.
 
-SPEC.md section 2. The deduction and abduction proposers see K references drawn from the triplet
+AZR, arXiv 2505.03335, section 3. The deduction and abduction proposers see K references drawn from the triplet
 buffer and write a new program `f` with one input; the induction proposer sees one program drawn
 from the triplet buffer (as AZR does) and writes several inputs and a one-line message. A proposal
 is valid when executor.validate accepts it; valid triplets join the triplet buffer and valid
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 import executor
 from solver import PROGRAM_RULES, RESPONSE_FORMAT, extract_answer
 
-IDENTITY = "def f(a):\n    return a"  # the seed program of both buffers (SPEC.md section 2)
+IDENTITY = "def f(a):\n    return a"  # the seed program of both buffers (AZR section 3.3.1)
 MIN_INDUCTION_INPUTS = 2  # fewest distinct valid inputs: one (input, output) pair shown, one hidden
 NO_PARSE = "response does not parse"  # the reason that earns the -1 format penalty
 DUPLICATE = "duplicates a buffer task (same program and inputs)"
@@ -244,7 +244,7 @@ def make_tasks(task_type, responses, step, buffer, programs=None):
 
 
 def seed_triplets():
-    """The triplet buffer's seed: the identity program on 'Hello world' (SPEC.md section 2)."""
+    """The triplet buffer's seed: the identity program on 'Hello world' (AZR section 3.3.1)."""
     return [Task("deduction", IDENTITY, ["'Hello world'"], ["'Hello world'"])]
 
 
@@ -343,7 +343,7 @@ PROPOSER_REWARDS = {
 
 
 def proposer_reward(task, kind):
-    """The proposer's reward for one task (SPEC.md section 2), kind a key of PROPOSER_REWARDS:
+    """The proposer's reward for one task (AZR section 3.1, eq. 4), kind a key of PROPOSER_REWARDS:
         r = -1                                 if the response does not parse (reason NO_PARSE)
         r = -0.5                               if it parses but the task is invalid
         r = PROPOSER_REWARDS[kind](task.solve_rate)   otherwise"""

@@ -1,7 +1,7 @@
 """
 The solver role of AZR self-play: prompts for the three task types, answer extraction, rewards.
 
-SPEC.md section 2. From a triplet (program p, input i, output o = p(i)) the solver gets
+AZR, arXiv 2505.03335, section 3.2. From a triplet (program p, input i, output o = p(i)) the solver gets
   deduction: p and i, and answers o (checked: gold o == the answered literal);
   abduction:  p and o, and answers an input (checked: p(answer) == gold o);
   induction:  a one-line message and half of the (input, output) pairs, and answers a program
@@ -19,7 +19,9 @@ import re
 
 import executor
 
-# The answer format, stated once for both roles (SPEC.md section 2).
+TASK_TYPES = ("deduction", "abduction", "induction")  # AZR's three modes of reasoning
+
+# The answer format, stated once for both roles (AZR section 3.1, the R1-style <think>/<answer>).
 RESPONSE_FORMAT = (
     "First think step by step inside <think> </think>, then give your final answer inside "
     "<answer> </answer>, in exactly this form and with nothing after </answer>:\n"
@@ -128,7 +130,7 @@ def solver_prompt(task_type, task):
     """The user text of the solver prompt (the caller renders it with models.render_chat).
 
     task_type picks the role the task plays: one triplet serves as a deduction and as an
-    abduction task (SPEC.md section 2)."""
+    abduction task (AZR section 3.2)."""
     if task_type == "deduction":
         return DEDUCTION_PROMPT.format(program=task.program, input=task.inputs[0], format=RESPONSE_FORMAT)
     if task_type == "abduction":
@@ -179,7 +181,7 @@ def _check(task_type, tasks, answers):
 
 
 def solver_rewards(task_type, tasks, responses, train=True):
-    """Solver rewards for responses[j] to tasks[j], all played as task_type (SPEC.md section 2).
+    """Solver rewards for responses[j] to tasks[j], all played as task_type (AZR section 3.1, eqs. 5 and 6).
 
     Training (AZR's format-aware reward):
         r = -1    if the response does not parse (extract_answer is None)

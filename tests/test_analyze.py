@@ -13,10 +13,13 @@ from safetensors.torch import save_file
 
 import analyze
 import executor
-from analyze import (changed_mask, curriculum_by_step, entropy_curves, jaccard, jaccard_counts, layer_index,
-                     length_vs_difficulty, module_kind, probe_entropy, probe_set, program_complexity, sparsity,
-                     spearman, summarize, tensor_sparsity, update_rank)
-from models import load_model, render_chat
+import sparsity as sparsity_module
+from analyze import entropy_curves, probe_entropy, probe_set
+from curriculum import curriculum_by_step, length_vs_difficulty, program_complexity, spearman
+from sparsity import (changed_mask, jaccard, jaccard_counts, layer_index, module_kind, sparsity, summarize,
+                      tensor_sparsity, update_rank)
+from chat import render_chat
+from models import load_model
 from proposer import parse_proposal
 from solver import extract_answer
 
@@ -148,16 +151,16 @@ def test_sparsity_streams_sharded_checkpoints_and_groups_by_layer_and_kind(tmp_p
     assert {r["name"] for r in records} == set(TENSORS)
     for r in records:
         shape, plants = TENSORS[r["name"]]
-        assert {k: r[k] for k in analyze.COUNTS} == expected_counts(shape, plants)
+        assert {k: r[k] for k in sparsity_module.COUNTS} == expected_counts(shape, plants)
         assert r["shape"] == list(shape)
 
     def total(names):
-        sums = dict.fromkeys(analyze.COUNTS, 0)
+        sums = dict.fromkeys(sparsity_module.COUNTS, 0)
         for name in names:
             for k, v in expected_counts(*TENSORS[name]).items():
                 sums[k] += v
         return sums
-    pick = lambda key: {k: v for k, v in key.items() if k in analyze.COUNTS}
+    pick = lambda key: {k: v for k, v in key.items() if k in sparsity_module.COUNTS}
     assert pick(summarize(records)["all"]) == total(TENSORS)
     by_kind = summarize(records, "kind")
     assert pick(by_kind["attention"]) == total([n for n in TENSORS if "_proj" in n and "mlp" not in n])

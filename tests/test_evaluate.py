@@ -26,7 +26,7 @@ def close_executor_pool():
 
 def installed(package):
     return pytest.mark.skipif(importlib.util.find_spec(package) is None,
-                              reason=f"{package} not installed (pip install --no-deps, SPEC.md section 7)")
+                              reason=f"{package} not installed (pip install --no-deps, see the README)")
 
 
 # -----------------------------------------------------------------------------

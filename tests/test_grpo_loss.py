@@ -1,4 +1,4 @@
-"""Tests of the GRPO mechanism in grpo.py: chunked log-probs and entropy, advantages, the clipped loss.
+"""Tests of the GRPO mechanism: chunked log-probs and entropy (logprobs.py), advantages, the clipped loss.
 Each formula is checked against an independent computation (full log_softmax,
 torch.distributions.Categorical, the model's own logits, hand-written numbers, python loops)."""
 
@@ -12,7 +12,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from grpo import advantages, aggregate, policy_loss, sequence_logprobs_and_entropy, token_logprobs_and_entropy
+from grpo import advantages, aggregate, policy_loss
+from logprobs import sequence_logprobs_and_entropy, token_logprobs_and_entropy
 
 torch.set_num_threads(1)
 
@@ -219,7 +220,7 @@ def test_advantages_zero_variance_and_singleton_groups_are_exactly_zero():
 
 
 def loop_loss(logp, old_logp, adv, mask, clip_low, clip_high, aggregation, norm_length, kl_coef, ref_logp):
-    """Per-token python loop, written from SPEC section 3."""
+    """Per-token python loop, written from the formulas (PPO eq. 7, DAPO, Dr. GRPO)."""
     B, T = len(mask), len(mask[0])
     seq_terms, total, count = [], 0.0, 0
     for b in range(B):

@@ -12,7 +12,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import models
-from models import load_model, position_ids, render_chat, sample
+from chat import render_chat
+from models import load_model
+from sampling import position_ids, sample
 
 torch.set_num_threads(1)
 
@@ -236,7 +238,7 @@ def test_forward_with_position_ids_reproduces_unpadded_logprobs(tiny):
 
 
 # -----------------------------------------------------------------------------
-# sample draws from softmax(logits / T), truncated only by top_p (SPEC section 3)
+# sample draws from softmax(logits / T), truncated only by top_p (the distribution the GRPO loss assumes)
 
 
 def spoil_generation_config(model):

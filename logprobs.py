@@ -1,0 +1,104 @@
+"""
+Scoring the policy: per-token log-probabilities and full-vocabulary entropy of given responses.
+
+The clipped policy-gradient loss (grpo.py) needs log pi(y_t) of every response token at the
+sampling temperature, and the entropy-dynamics analysis of the study (arXiv 2510.27072, section 4)
+needs the entropy H = logsumexp(z) - sum_i softmax(z)_i z_i of the same next-token distributions.
+Both come from one pass here, computed chunk_size positions at a time in forward and again in
+backward (a custom autograd function), so the B x T x V float32 logits tensor, which dominates
+memory at V = 151,936 (Qwen2.5), is never materialised, not even in backward
+(`python bench.py logprobs` measures the peak memory against the usual full log_softmax).
+"""
+
+import torch
+from torch.autograd.function import once_differentiable
+
+def _chunk_logits(hidden, weight, temperature):
+    """z = hidden @ W^T / T for one chunk, in float32 (float64 stays float64, for tests).
+
+    The matmul runs in the model's dtype and is upcast after, the same way HF generate gets the
+    logits it samples from (bf16 lm_head, then .float(), then / T), so the loss scores the
+    distribution it sampled from."""
+    acc_dtype = torch.promote_types(hidden.dtype, torch.float32)
+    return (hidden @ weight.T).to(acc_dtype) / temperature
+
+
+class _ChunkedLogpEntropy(torch.autograd.Function):
+    """Forward and backward of token_logprobs_and_entropy; saves only hidden, weight and targets and
+    recomputes each chunk's logits in backward, so both passes hold at most chunk_size x V logits."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, temperature, chunk_size):
+        logps, entropies = [], []
+        for s in range(0, hidden.shape[0], chunk_size):
+            z = _chunk_logits(hidden[s:s + chunk_size], weight, temperature)
+            lse = z.logsumexp(-1)
+            logps.append(z.gather(-1, targets[s:s + chunk_size, None]).squeeze(-1) - lse)
+            # H = logsumexp(z) - sum_i softmax(z)_i z_i
+            entropies.append(lse - (z.softmax(-1) * z).sum(-1))
+        ctx.save_for_backward(hidden, weight, targets)
+        ctx.temperature, ctx.chunk_size = temperature, chunk_size
+        return torch.cat(logps), torch.cat(entropies)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_logp, grad_entropy):
+        hidden, weight, targets = ctx.saved_tensors
+        T, c = ctx.temperature, ctx.chunk_size
+        acc_dtype = torch.promote_types(hidden.dtype, torch.float32)
+        grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        # the weight gradient sums over every position: accumulate it in float32, not bf16
+        grad_weight = torch.zeros_like(weight, dtype=acc_dtype) if ctx.needs_input_grad[1] else None
+        for s in range(0, hidden.shape[0], c):
+            h = hidden[s:s + c]
+            logq = _chunk_logits(h, weight, T).log_softmax(-1)
+            p = logq.exp()
+            H = -(p * logq).sum(-1, keepdim=True)
+            g_logp, g_ent = grad_logp[s:s + c, None], grad_entropy[s:s + c, None]
+            # d logp_y / dz_i = 1[i = y] - p_i ;  dH / dz_i = -p_i (log p_i + H) ;  dz/dx = 1/T
+            grad_z = -p * (g_logp + g_ent * (logq + H))
+            grad_z.scatter_add_(-1, targets[s:s + c, None], g_logp)
+            grad_z /= T
+            if grad_hidden is not None:
+                grad_hidden[s:s + c] = grad_z.to(hidden.dtype) @ weight
+            if grad_weight is not None:
+                grad_weight.addmm_(grad_z.T, h.to(acc_dtype))
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(weight.dtype)
+        return grad_hidden, grad_weight, None, None, None
+
+
+def token_logprobs_and_entropy(hidden, lm_head_weight, targets, temperature=1.0, chunk_size=128):
+    """Per-position log p(target) and entropy under softmax(z), z = hidden @ W^T / T.
+
+    hidden (N, H): final hidden states at the positions that predict response tokens;
+    lm_head_weight (V, H); targets (N,) token ids. Returns (logp, entropy), each (N,) in float32
+    (float64 for float64 inputs):
+        logp_n    = z_n[y_n] - logsumexp(z_n)
+        entropy_n = logsumexp(z_n) - sum_i softmax(z_n)_i z_n,i
+    Computed chunk_size positions at a time in forward and again in backward, so no N x V tensor
+    exists; gradients reach hidden and lm_head_weight in their own dtype."""
+    return _ChunkedLogpEntropy.apply(hidden, lm_head_weight, targets, temperature, chunk_size)
+
+
+def sequence_logprobs_and_entropy(model, input_ids, attention_mask, response_mask, temperature=1.0,
+                                  chunk_size=128):
+    """logp[b, t] = log pi(input_ids[b, t] | input_ids[b, :t]) at temperature T, and the entropy
+    of that next-token distribution, for every t with response_mask[b, t]; 0 elsewhere. (B, T) each.
+
+    Runs the decoder without its lm_head (hidden states only), takes the states at t - 1 that predict
+    each response token t, and hands them to token_logprobs_and_entropy with the lm_head weight
+    (tied to the input embeddings in small models, which is fine: gradients reach both uses).
+    response_mask comes from the caller and is never derived from pad ids: where pad id == eos id
+    the final EOS is a response token and must stay in the loss (the GRPO loss must score the distribution it sampled from)."""
+    assert model.get_output_embeddings().bias is None, "logits are hidden @ W^T; an lm_head bias is not handled"
+    response_mask = response_mask.bool()
+    assert not response_mask[:, 0].any(), "a response token needs a preceding token to predict it"
+    # default position ids (0..T-1) are exact for the right-padded rows the update builds; left
+    # padding would shift a row's positions uniformly, which RoPE sees only as rounding
+    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    predicts = response_mask[:, 1:]
+    logp, entropy = token_logprobs_and_entropy(hidden[:, :-1][predicts], model.get_output_embeddings().weight,
+                                               input_ids[:, 1:][predicts], temperature, chunk_size)
+    zeros = torch.zeros(input_ids.shape, dtype=logp.dtype, device=logp.device)
+    return zeros.masked_scatter(response_mask, logp), zeros.masked_scatter(response_mask, entropy)

@@ -1,0 +1,69 @@
+"""
+The run folder: what every training run writes, and how it is read back.
+
+A run of grpo.py is a folder a person can open (and analyze.py / evaluate.py read):
+  config.json         every setting of the run;
+  metrics.jsonl       one JSON line per step (reward, entropy, response length, truncation per
+                      (role, task type), valid rates, solve-rate histograms, grad norm, seconds);
+  tasks.jsonl         one JSON line per proposal: the task, its verdict and reason, solve rate,
+                      proposer reward, step;
+  checkpoints/step_N  a Hugging Face folder (`AutoModelForCausalLM.from_pretrained` loads it) with
+                      trainer_state.pt (optimizer, step) and both task buffers, so a run resumes.
+"""
+
+import gzip
+import json
+import os
+import re
+import shutil
+
+import torch
+
+from proposer import save_buffer
+
+
+def read_jsonl(path):
+    """The JSON objects of a JSON-lines file (gzipped if its name ends in .gz), one per non-empty line."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def run_label(run):
+    return os.path.basename(os.path.normpath(run))
+
+
+def checkpoints(run):
+    """[(step, folder)] of a run's complete checkpoints, in step order."""
+    folder = os.path.join(run, "checkpoints")
+    names = sorted(n for n in os.listdir(folder) if re.fullmatch(r"step_\d+", n)) if os.path.isdir(folder) else []
+    return [(int(n[5:]), os.path.join(folder, n)) for n in names]
+
+
+def save_checkpoint(out, step, model, tokenizer, optimizer, buffers):
+    """checkpoints/step_N: a Hugging Face folder, the optimizer, and both buffers at step N."""
+    folder = os.path.join(out, "checkpoints", f"step_{step:06d}")
+    tmp = folder + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    torch.save({"step": step, "optimizer": optimizer.state_dict()}, os.path.join(tmp, "trainer_state.pt"))
+    for name, buffer in buffers.items():
+        save_buffer(os.path.join(tmp, f"buffer_{name}.jsonl"), buffer)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)  # a checkpoint is complete or absent, never half written
+
+
+def last_checkpoint(out):
+    """The folder of a run's last complete checkpoint, or None."""
+    found = checkpoints(out)
+    return found[-1][1] if found else None
+
+
+def keep_lines_until(path, step):
+    """Drop the lines logged after `step`: a resumed run writes them again."""
+    if os.path.exists(path):
+        with open(path) as f:
+            lines = [line for line in f if json.loads(line)["step"] <= step]
+        with open(path, "w") as f:
+            f.writelines(lines)
