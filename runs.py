@@ -30,7 +30,11 @@ def read_jsonl(path):
 
 
 def run_label(run):
-    return os.path.basename(os.path.normpath(run))
+    """A run's name in figures and tables: its path as given (relative to here when inside it), so
+    two runs of the same base name in different folders never share a label."""
+    path = os.path.normpath(run)
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def checkpoints(run):
@@ -61,9 +65,21 @@ def last_checkpoint(out):
 
 
 def keep_lines_until(path, step):
-    """Drop the lines logged after `step`: a resumed run writes them again."""
-    if os.path.exists(path):
-        with open(path) as f:
-            lines = [line for line in f if json.loads(line)["step"] <= step]
-        with open(path, "w") as f:
-            f.writelines(lines)
+    """Drop the lines logged after `step`, and a last line torn by a kill: a resumed run writes them
+    again. The kept lines stay byte for byte as they were."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except json.JSONDecodeError:  # only the last line can be torn: a step is appended whole or not at all
+            break
+    if kept != lines:
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(kept)
+        os.replace(tmp, path)

@@ -7,13 +7,26 @@ top-p only when asked, and nothing else: the GRPO loss (grpo.py) scores response
 that distribution, so a hidden top-k (Hugging Face `generate` applies top_k = 50 unless told
 otherwise) would make the sampled policy differ from the one the loss assumes.
 
+The decoding loop (`decode`) is written out here over the model's own forward and KV cache:
+  - the n samples of a prompt share one prefill: the prompt runs once, its cache is copied to its n rows;
+  - a row leaves the batch the step it ends (a stop token or max_new_tokens), its cache rows
+    with it, so a batch never runs on to its longest row;
+  - freed slots are refilled with the prompts waiting, so a call runs in as few forward passes
+    as batch_size allows;
+  - the cache lives in one preallocated buffer per layer (RoomyLayer), written in place.
+`engine="hf"` samples with Hugging Face `generate` instead, batch_size rows at a time: the
+reference the loop is tested against.
+
     python sampling.py tiny "Write a Python function that reverses a string."
 """
 
+import inspect
 import sys
+from collections import deque
 
 import torch
-from transformers import GenerationConfig
+import torch.nn.functional as F
+from transformers import Cache, DynamicCache, DynamicLayer, GenerationConfig
 
 from chat import render_chat
 from models import load_model, stop_ids
@@ -40,8 +53,215 @@ def left_pad(sequences, pad_id):
     return ids, mask
 
 
+# -----------------------------------------------------------------------------
+# the decoding loop
+
+
+def draw(logits, temperature, top_p):
+    """One token per row from softmax(logits / T), cut to the smallest set of mass >= top_p when
+    top_p < 1, and its log-prob under that (renormalised) distribution. logits (b, V)."""
+    logq = (logits.float() / temperature).log_softmax(-1)
+    if top_p < 1.0:
+        sorted_logq, order = logq.sort(-1, descending=True)
+        sorted_q = sorted_logq.exp()
+        # drop a token when the tokens more likely than it already hold top_p of the mass
+        cut_sorted = sorted_q.cumsum(-1) - sorted_q >= top_p
+        cut = torch.zeros_like(cut_sorted).scatter(-1, order, cut_sorted)
+        logq = logq.masked_fill(cut, float("-inf")).log_softmax(-1)
+    token = torch.multinomial(logq.exp(), 1).squeeze(1)
+    return token, logq.gather(-1, token[:, None]).squeeze(1)
+
+
+def forward(model, cache, **inputs):
+    """model(**inputs, use_cache=True) reading and extending the KV cache `cache`, under the keyword
+    this transformers version names it (`cache`, formerly `past_key_values`)."""
+    keyword = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return model(**inputs, **{keyword: cache}, use_cache=True)
+
+
+class RoomyLayer(DynamicLayer):
+    """One layer's keys and values, in a room allocated on first admission, (rows, heads, columns, head
+    dim); attention sees the view room[:rows, :, start:end]. A step writes in place (DynamicLayer
+    copies the whole layer, torch.cat, every step: most of a step on a small model). Rows that end
+    are dropped by moving the last rows into their slots, columns no row uses by moving start; new
+    rows go below, their keys ending at column end. So only rows that move or arrive are copied,
+    and all of them only when the view moves within the room (`compact`). The room starts zeroed
+    and then holds only keys and values: the masked padding of a view is finite (0 x NaN = NaN)."""
+
+    def __init__(self, keys, values, rows, columns):
+        super().__init__()
+        self.lazy_initialization(keys, values)
+        self.rooms = [t.new_zeros((rows, t.shape[1], columns, t.shape[3])) for t in (keys, values)]
+        self.rows, self.start, self.end = 0, 0, keys.shape[2]
+        self.add(keys, values)
+
+    def view(self):
+        self.keys, self.values = (room[:self.rows, :, self.start:self.end] for room in self.rooms)
+
+    def add(self, keys, values):
+        for room, states in zip(self.rooms, (keys, values)):
+            room[self.rows:self.rows + len(states), :, self.end - states.shape[2]:self.end] = states
+        self.rows, self.start = self.rows + len(keys), min(self.start, self.end - keys.shape[2])
+        self.view()
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        begin, self.end = self.end, self.end + key_states.shape[2]
+        for room, states in zip(self.rooms, (key_states, value_states)):
+            room[:self.rows, :, begin:self.end] = states
+        self.view()
+        return self.keys, self.values
+
+    def drop(self, holes, movers, rows, width):
+        """Copy rows `movers` into slots `holes`, then keep the first `rows` rows and the last `width` columns."""
+        for room in self.rooms:
+            room[holes, :, self.start:self.end] = room[movers, :, self.start:self.end]
+        self.rows, self.start = rows, self.end - width
+        self.view()
+
+    def compact(self, width):
+        """Move the view to end at column `width` (>= its width), the left end of the room."""
+        filled = self.end - self.start
+        for room in self.rooms:
+            room[:self.rows, :, width - filled:width] = room[:self.rows, :, self.start:self.end].clone()
+        self.start, self.end = width - filled, width
+        self.view()
+
+
+def prefill(model, prompt_ids, prompt_mask, repeats):
+    """Run k distinct left-padded prompts once; return each layer's (keys, values), the attention
+    mask and the next-token logits, row i repeated repeats[i] times (the samples sharing prompt i)."""
+    width = int(prompt_mask.sum(1).max())  # drop columns that are padding in every row
+    ids, mask = prompt_ids[:, -width:], prompt_mask[:, -width:]
+    cache = DynamicCache()
+    logits = forward(model, cache, input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
+                     logits_to_keep=1).logits[:, -1]
+    index = torch.arange(len(repeats), device=ids.device).repeat_interleave(torch.tensor(repeats, device=ids.device))
+    return [(layer.keys[index], layer.values[index]) for layer in cache.layers], mask[index], logits[index]
+
+
+def admitted(active, new, rows, columns, steps):
+    """The active rows (cache, mask, logits), or None, then the new rows (each layer's (keys,
+    values), mask, logits), in one cache of RoomyLayers of `rows` x `columns` (allocated with the
+    first rows); the narrower mask is left-padded with zeros. The view is compacted first where
+    the new rows would not fit left of its end, or `steps` more positions right of it."""
+    keys_values, mask, logits = new
+    if active is None:
+        return Cache(layers=[RoomyLayer(keys, values, rows, columns) for keys, values in keys_values]), mask, logits
+    cache, active_mask, active_logits = active
+    width = max(active_mask.shape[1], mask.shape[1])
+    for layer, (keys, values) in zip(cache.layers, keys_values):
+        if layer.end < mask.shape[1] or layer.end + steps > columns:
+            layer.compact(width)
+        layer.add(keys, values)
+    pad = lambda m: F.pad(m, (width - m.shape[1], 0))
+    return cache, torch.cat([pad(active_mask), pad(mask)]), torch.cat([active_logits, logits])
+
+
+def kept(active, done):
+    """The active rows (cache, mask, logits) without those that ended (`done`, bool), and without
+    the cache columns only they used. The rows that stay keep their slots, except that the last
+    ones move into the slots the ended ones left below them. Returns (active, order): row i now
+    is row order[i] before."""
+    cache, mask, logits = active
+    stay = (~done).nonzero().squeeze(1)
+    rows = len(stay)
+    holes, movers = done[:rows].nonzero().squeeze(1), stay[stay >= rows]
+    order = torch.arange(rows, device=done.device).index_copy_(0, holes, movers)
+    mask = mask[order]
+    width = int(mask.sum(1).max())
+    for layer in cache.layers:
+        layer.drop(holes, movers, rows, width)
+    return (cache, mask[:, -width:], logits[order]), order
+
+
+def decode(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temperature, top_p, batch_size, pad_id):
+    """The loop: n samples of each (left-padded) prompt, at most batch_size rows decoded at once.
+
+    Rows wait in a queue as groups (a prompt and at most batch_size samples of it). Each step:
+    admit whole waiting groups while they fit beside the active rows (one prefill for them all,
+    each prompt forwarded once for its group); draw a token for every active row; drop the rows
+    that ended, with their cache rows and the cache columns no row uses any more; run the others'
+    new tokens, each at position_ids of its row's mask. A group waits rather than being split, so a
+    prompt is prefilled ceil(n / batch_size) times. The cache has min(batch_size, B) rows and
+    P + 2 max_new_tokens columns: a view is at most P + max_new_tokens wide, so one moved to the
+    left end leaves max_new_tokens columns, within which every row present ends.
+
+    Returns (tokens (B, max_new_tokens) padded with pad_id, lengths (B,), stopped (B,) bool,
+    logps (B, max_new_tokens) float32 log-probs of the drawn tokens), on the model's device."""
+    device, B = model.device, len(prompt_ids) * n
+    tokens = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    logps = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
+    lengths = torch.zeros(B, dtype=torch.long, device=device)
+    stopped = torch.zeros(B, dtype=torch.bool, device=device)
+    stop_tokens = torch.tensor(stops, device=device)
+    waiting = deque((p, min(batch_size, n - k)) for p in range(len(prompt_ids)) for k in range(0, n, batch_size))
+    started = 0  # rows admitted so far; row r of the output is the r-th admitted
+    # the active rows: which output row each is, and (KV cache, attention mask over its columns, next-token logits)
+    rows, active = torch.zeros(0, dtype=torch.long, device=device), None
+    while waiting or len(rows):
+        group = []
+        while waiting and len(rows) + sum(k for _, k in group) + waiting[0][1] <= batch_size:
+            group.append(waiting.popleft())
+        if group:
+            prompts, repeats = [p for p, _ in group], [k for _, k in group]
+            new = prefill(model, prompt_ids[prompts].to(device), prompt_mask[prompts].to(device), repeats)
+            active = admitted(active, new, min(batch_size, B), prompt_ids.shape[1] + 2 * max_new_tokens,
+                              max_new_tokens)
+            rows = torch.cat([rows, torch.arange(started, started + sum(repeats), device=device)])
+            started += sum(repeats)
+        token, logp = draw(active[2], temperature, top_p)
+        step = lengths[rows]
+        tokens[rows, step], logps[rows, step], lengths[rows] = token, logp, step + 1
+        stopped[rows] = torch.isin(token, stop_tokens)
+        done = stopped[rows] | (step + 1 == max_new_tokens)
+        ended = int(done.sum())
+        if ended == len(rows):
+            rows, active = rows[:0], None
+        elif ended:
+            active, order = kept(active, done)
+            rows, token = rows[order], token[order]
+        if len(rows):
+            cache, mask = active[0], F.pad(active[1], (0, 1), value=1)
+            logits = forward(model, cache, input_ids=token[:, None], attention_mask=mask,
+                             position_ids=position_ids(mask)[:, -1:]).logits[:, -1]
+            active = cache, mask, logits
+    return tokens, lengths, stopped, logps
+
+
+def generate_hf(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temperature, top_p, batch_size, pad_id):
+    """The reference: Hugging Face `generate`, batch_size rows per call, each call running until
+    its longest row ends. Returns (tokens, lengths, stopped) as `decode` does, on the CPU."""
+    # transformers 5 fills every setting a generate call leaves unset from model.generation_config,
+    # and a checkpoint's file may set top_k, min_p, repetition_penalty, ...: swap in a config with
+    # only our settings for the call. top_k=0 disables HF's default top_k=50.
+    config = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=top_p,
+                              max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=pad_id)
+    prompt_index = torch.arange(len(prompt_ids)).repeat_interleave(n)
+    saved_config, model.generation_config = model.generation_config, config
+    tokens, lengths, stopped = [], [], []
+    try:
+        for start in range(0, len(prompt_index), batch_size):
+            rows = prompt_index[start:start + batch_size]
+            width = int(prompt_mask[rows].sum(1).max())  # drop columns that are padding in every row
+            out = model.generate(input_ids=prompt_ids[rows, -width:].to(model.device),
+                                 attention_mask=prompt_mask[rows, -width:].to(model.device)).cpu()
+            generated = out[:, width:]
+            is_stop = torch.isin(generated, torch.tensor(stops))
+            stopped.append(is_stop.any(1))
+            lengths.append(torch.where(stopped[-1], is_stop.int().argmax(1) + 1, generated.shape[1]))
+            tokens.append(F.pad(generated, (0, max_new_tokens - generated.shape[1]), value=pad_id))
+    finally:
+        model.generation_config = saved_config
+    return torch.cat(tokens), torch.cat(lengths), torch.cat(stopped)
+
+
+# -----------------------------------------------------------------------------
+# sample
+
+
 @torch.no_grad()
-def sample(model, tokenizer, prompts, n, max_new_tokens, temperature=1.0, top_p=1.0, seed=None, batch_size=32):
+def sample(model, tokenizer, prompts, n, max_new_tokens, temperature=1.0, top_p=1.0, seed=None, batch_size=32,
+           engine="loop", return_logprobs=False):
     """n completions of each prompt text (e.g. from `render_chat`), from softmax(logits / T),
     cut to the smallest set of mass >= top_p when top_p < 1, and nothing else (the distribution the GRPO loss assumes).
 
@@ -55,56 +275,48 @@ def sample(model, tokenizer, prompts, n, max_new_tokens, temperature=1.0, top_p=
       prompt_index (B,): which prompt the row answers.
       truncated (B,): bool, no stop token within max_new_tokens.
       texts: list of B response strings, special tokens removed.
+      logprobs (B, T) float32, only with return_logprobs (engine "loop"): the log-prob each response
+        token was drawn with (under the top-p cut when top_p < 1), 0 off the response.
     For log-probs consistent with the sampling, run the model on input_ids with attention_mask
     and position_ids(attention_mask).
 
     Prompts are tokenized without adding special tokens: the text is the whole model input.
     seed: seeds torch's global generator, so a seed gives the same samples for the same batch_size.
-    batch_size bounds how many rows one generate call holds."""
+    batch_size bounds how many rows are decoded at once.
+    engine: "loop" (this file's decoding loop) or "hf" (Hugging Face generate, the reference)."""
+    assert engine in ("loop", "hf") and max_new_tokens >= 1
+    assert not (return_logprobs and engine == "hf"), "return_logprobs needs engine='loop'"
     stops = stop_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    # transformers 5 fills every setting a generate call leaves unset from model.generation_config,
-    # and a checkpoint's file may set top_k, min_p, repetition_penalty, ...: swap in a config with
-    # only our settings for the call. top_k=0 disables HF's default top_k=50.
-    config = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=top_p,
-                              max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=pad_id)
     prompt_ids, prompt_mask = left_pad(tokenizer(list(prompts), add_special_tokens=False).input_ids, pad_id)
     prompt_index = torch.arange(len(prompts)).repeat_interleave(n)
-    saved_config, was_training = model.generation_config, model.training
-    model.generation_config = config
+    was_training = model.training
     model.eval()
     if seed is not None:
         torch.manual_seed(seed)
-    responses, lengths, finished = [], [], []
     try:
-        for start in range(0, len(prompt_index), batch_size):
-            rows = prompt_index[start:start + batch_size]
-            width = int(prompt_mask[rows].sum(1).max())  # drop columns that are padding in every row
-            out = model.generate(input_ids=prompt_ids[rows, -width:].to(model.device),
-                                 attention_mask=prompt_mask[rows, -width:].to(model.device)).cpu()
-            generated = out[:, width:]
-            is_stop = torch.isin(generated, torch.tensor(stops))
-            finished.append(is_stop.any(1))
-            lengths.append(torch.where(finished[-1], is_stop.int().argmax(1) + 1, generated.shape[1]))
-            responses.append(generated)
+        run = decode if engine == "loop" else generate_hf
+        out = run(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temperature, top_p, batch_size, pad_id)
     finally:
-        model.generation_config = saved_config
         model.train(was_training)
-    lengths = torch.cat(lengths)
-    L = max(r.shape[1] for r in responses)
-    response = torch.cat([torch.nn.functional.pad(r, (0, L - r.shape[1]), value=pad_id) for r in responses])
+    tokens, lengths, stopped = (t.cpu() for t in out[:3])
+    L = int(lengths.max())
     in_response = torch.arange(L) < lengths[:, None]
-    response = response.masked_fill(~in_response, pad_id)
+    response = tokens[:, :L].masked_fill(~in_response, pad_id)
     prompt_rows, prompt_rows_mask = prompt_ids[prompt_index], prompt_mask[prompt_index]
-    return {
+    result = {
         "input_ids": torch.cat([prompt_rows, response], 1),
         "attention_mask": torch.cat([prompt_rows_mask, in_response.long()], 1),
         "response_mask": torch.cat([torch.zeros_like(prompt_rows_mask), in_response.long()], 1),
         "prompt_index": prompt_index,
-        "truncated": ~torch.cat(finished),
+        "truncated": ~stopped,
         "texts": tokenizer.batch_decode([r[:k] for r, k in zip(response, lengths.tolist())],
                                         skip_special_tokens=True),
     }
+    if return_logprobs:
+        logps = out[3].cpu()[:, :L].masked_fill(~in_response, 0.0)
+        result["logprobs"] = torch.cat([torch.zeros(prompt_rows.shape, dtype=torch.float32), logps], 1)
+    return result
 
 
 if __name__ == "__main__":

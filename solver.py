@@ -94,7 +94,9 @@ def f(a):
 </answer>
 """
 
-# What a valid program is (executor.check_program and executor.validate), told to both roles.
+# What a valid program is (executor.check_program and executor.validate), told to both roles. The
+# outputs named are those whose repr executor.parse_literal reads back as the same value: the only
+# outputs an answer can ever match.
 PROGRAM_RULES = f"""\
 - Define one function named `f` that takes at least one argument and returns a value; helper \
 functions and classes may be defined inside `f` or above it.
@@ -102,9 +104,10 @@ functions and classes may be defined inside `f` or above it.
 - Import only these modules, at the top: {", ".join(executor.ALLOWED_MODULES)}.
 - No randomness, dates or time, files, network, input(), eval, exec, or double-underscore \
 attributes (such as x.__class__).
-- `f` must return within {executor.CPU_SECONDS} s of CPU time and its output must be a plain literal \
-(None, bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset) whose repr is \
-at most {executor.MAX_OUTPUT_CHARS} characters."""
+- `f` must return within {executor.CPU_SECONDS} s of CPU time, and its output must be a literal that \
+reads back as the same value: None, bool, int, float, complex, str, bytes, list, tuple, dict or set, \
+but not frozenset, inf or nan; its repr is at most {executor.MAX_OUTPUT_CHARS} characters, with \
+brackets nested at most {executor.MAX_NESTING} deep (brackets inside strings count too)."""
 
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 # Exactly one of each tag (checked apart), in this order, with only whitespace outside them.

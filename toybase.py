@@ -3,8 +3,10 @@ The toy base: a byte-level BPE tokenizer and a small Llama trained from scratch 
 corpus (toytasks.py) with a plain PyTorch loop, saved as a Hugging Face folder.
 
 It is the `toy` built-in of models.py and the default model of grpo.py: a base model that plays
-the game on a CPU. It is imperfect at the game because it is small and trained for minutes, so it
-has headroom that self-play can take up, measured by toyworld.py on the held-out set.
+the game on a CPU. Like its corpus, it can work a program out step by step but mostly answers at
+once, and then often wrongly: headroom that self-play can take up by selecting the careful style,
+measured by toyworld.py on the held-out set (each style's accuracy when forced, and how often the
+model picks it).
 
     python toyworld.py --build           # build it into the cache (`--model toy` does it on first use)
 """
@@ -16,7 +18,7 @@ import random
 import re
 import string
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models as tok_models, pre_tokenizers, trainers
@@ -26,7 +28,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 import proposer
 import solver
 from chat import CHATML, render_chat
-from toytasks import CORPUS_DEPTHS, corpus_examples, generate, heldout
+from toytasks import CORPUS_DEPTHS, corpus_examples, generate, heldout, style_of
 
 MAX_TOKENS = 1024             # the model's context: the longest prompt here is about 600 tokens
 PROMPT_WEIGHT = 0.25           # loss weight of prompt tokens in pretraining (responses: 1)
@@ -34,17 +36,34 @@ PROMPT_WEIGHT = 0.25           # loss weight of prompt tokens in pretraining (re
 
 @dataclass
 class BuildSettings:
-    """Everything that decides what `build` writes; the defaults are the `toy` built-in."""
+    """Everything that decides what `build` writes; the defaults are the `toy` built-in.
+
+    Sized for the skill the corpus holds in reserve (toytasks.py: careful answers trace a program
+    step by step, a quarter of the solver's answers). In a calibration run, a character-level
+    Llama of 0.86M parameters on list programs of digits like these learned to compute the steps
+    (right 56 % of the time when forced to trace, against 21 % when forced to answer at once)
+    after about 2,150 steps of 64 sequences, and had learned only the format after a fifth of
+    that. Here a wider model (hidden 192, 1.9M parameters: near the loss-optimal size for this
+    compute) gets more than twice those steps, of about 64 sequences each (the corpus averages
+    about 94 tokens a sequence), from enough programs that each example is seen about twice:
+    0.5 to 0.8 s a step, 45 to 70 minutes in all on 2 cores."""
     seed: int = 0
-    programs: int = 5_000       # generated programs, INPUTS_PER_PROGRAM random inputs each
-    hidden: int = 128
+    programs: int = 20_000      # generated programs, INPUTS_PER_PROGRAM random inputs each
+    hidden: int = 192
     layers: int = 4
-    heads: int = 4
+    heads: int = 6
     vocab: int = 2_000          # BPE merges plus the byte alphabet and the special tokens
-    steps: int = 1_700          # optimizer steps
-    batch_tokens: int = 4_096   # tokens per optimizer step, padding included
-    lr: float = 3e-3
+    steps: int = 5_000          # optimizer steps
+    batch_tokens: int = 6_144   # tokens per optimizer step, padding included
+    lr: float = 2e-3
     threads: int = 2
+
+    def reduced(self, **changes):
+        """The same build, shrunk to seconds for tests: few programs, a one-layer model of width
+        32, a few steps. The architecture is the same; only sizes differ (and `changes`)."""
+        small = {"programs": 150, "hidden": 32, "layers": 1, "heads": 2, "vocab": 600, "steps": 3,
+                 "batch_tokens": 1_024, "threads": 1}
+        return replace(self, **{**small, **changes})
 
 
 # -----------------------------------------------------------------------------
@@ -120,14 +139,19 @@ def train_tokenizer(texts, vocab):
 # The model, and pretraining with a plain PyTorch loop
 
 
+def model_config(tokenizer, settings):
+    """A Llama of a few million parameters: tied embeddings, no biases, no BOS (the chat template
+    opens every prompt), the tokenizer's eos and pad."""
+    return LlamaConfig(vocab_size=len(tokenizer), hidden_size=settings.hidden, intermediate_size=settings.hidden * 8 // 3,
+                       num_hidden_layers=settings.layers, num_attention_heads=settings.heads,
+                       num_key_value_heads=settings.heads, max_position_embeddings=MAX_TOKENS, tie_word_embeddings=True,
+                       bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+
+
 def new_model(tokenizer, settings):
-    """A Llama of a few million parameters (tied embeddings, no biases), random init from settings.seed."""
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=settings.hidden, intermediate_size=settings.hidden * 8 // 3,
-                         num_hidden_layers=settings.layers, num_attention_heads=settings.heads,
-                         num_key_value_heads=settings.heads, max_position_embeddings=MAX_TOKENS, tie_word_embeddings=True,
-                         bos_token_id=None, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    """model_config's Llama, random init from settings.seed."""
     torch.manual_seed(settings.seed)
-    return LlamaForCausalLM(config)
+    return LlamaForCausalLM(model_config(tokenizer, settings))
 
 
 def encode(tokenizer, examples):
@@ -229,9 +253,11 @@ def build(folder, settings=BuildSettings()):
         model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
-        kinds = {}
-        for _, _, kind in examples:
-            kinds[kind] = kinds.get(kind, 0) + 1
+        kinds = {}  # examples per kind, and the solver's deduction and abduction answers per style
+        for _, response, kind in examples:
+            styled = kind in ("solver/deduction", "solver/abduction")
+            for key in [kind] + ([f"{kind} {style_of(response)}"] if styled else []):
+                kinds[key] = kinds.get(key, 0) + 1
         info = {"settings": vars(settings), "seconds": round(time.time() - start, 1), "threads": settings.threads,
                 "parameters": sum(p.numel() for p in model.parameters()), "examples": kinds,
                 "corpus_tokens": sum(len(ids) for ids, _ in sequences), "final_loss": loss,

@@ -2,19 +2,25 @@
 The toy world's tasks: a typed random program generator, the corpus in the game's exact formats,
 and the fixed held-out set.
 
-The study's findings (arXiv 2510.27072) are about how self-play changes a base model. No model
-that can be had offline both runs fast on a CPU and can play the game, so the toy world makes one
-(toybase.py) from what this file generates:
-  1. a random program generator over a small typed vocabulary of Python (integers, strings, lists
-     of integers; arithmetic, comparisons, slicing, comprehensions with filters, string methods,
-     simple loops), composed to a chosen depth (the difficulty knob), run by executor.py;
+The study's findings (arXiv 2510.27072) are about how self-play changes a base model: it sharpens
+what the base can already do, selecting behaviour the base has but seldom uses. No model that can
+be had offline both runs fast on a CPU and can play the game, so the toy world makes one
+(toybase.py) from what this file generates, with such a behaviour built in:
+  1. a random program generator over short lists of digits and small integers (sorting,
+     reversing, comprehensions with filters, slicing, sums, a loop), composed to a chosen depth
+     (the difficulty knob), run by executor.py. Every step is one a small model can learn to
+     compute whole: the world is kept this small on purpose;
   2. a corpus in exactly the prompt and answer formats of proposer.py and solver.py, for the three
-     task types and both roles, mostly of shallow programs; the solver's <think> says what the
-     program does, or (less often) gives the value of each step;
+     task types and both roles. The solver answers deduction and abduction in one of two styles:
+     CAREFUL (a minority, always right) traces the program one step at a time, each step's whole
+     value in turn; HASTY (the rest) says only what the program does and answers at once, and is
+     often wrong, with a plausible near miss. So the base learns a skill it seldom uses, as
+     pretrained models can reason step by step but often do not, and self-play has something to
+     select: `style_of` tells the styles apart, FORCE starts a response in either;
   3. the fixed held-out set (`heldout`) no corpus example is drawn from, and fresh tasks for RLVR.
 toyworld.py measures a model on the held-out set; toybase.py trains the base on the corpus.
 
-    python toyworld.py --show            # a few generated tasks of each depth
+    python toyworld.py --show            # a few generated tasks of each depth, in both styles
 """
 
 import random
@@ -28,95 +34,75 @@ from proposer import Task
 # -----------------------------------------------------------------------------
 # Settings
 
-DEPTHS = (1, 2, 3, 4)          # steps per program: the difficulty knob
-MAX_VALUE_CHARS = 24           # longest repr of an output or a traced value in a generated task
-HELDOUT_SEED, HELDOUT_PER_DEPTH = 12345, 100   # the fixed held-out set: 400 tasks
+DEPTHS = (1, 2, 3)             # steps per program: the difficulty knob
+MAX_VALUE_CHARS = 20           # longest repr of an output or a traced value in a generated task
+DIGITS = (0, 9)                # arguments are digits, or lists of LIST_LENGTHS digits: small values,
+LIST_LENGTHS = (2, 4)          # so that each step's whole value is a few tokens a small model can compute
+ARG_TYPES = ("list", "list", "list", "int")  # the first argument's type, drawn from these: mostly a list
+HELDOUT_SEED, HELDOUT_PER_DEPTH = 12345, 50   # the fixed held-out set: 150 triplets, each played as
+                               # deduction and as abduction
 INPUTS_PER_PROGRAM = 6         # random inputs drawn per program (induction shows up to 6)
 MIN_INPUTS = 4                 # a program needs this many of them valid and new to be kept
 INDUCTION_INPUTS = (2, 3, 4, 5, 6)  # the induction proposer is asked for this many inputs in the corpus
 MAX_REFERENCES = 3             # proposer prompts in the corpus show 1 to 3 references (grpo's cpu preset: 3)
-ABDUCTION_SHARE = 0.25         # of the triplets, each also a solver abduction example
+ABDUCTION_SHARE = 0.5          # of the triplets, each also a solver abduction example
 INDUCTION_SHARE = 0.25         # of the programs, each also an induction example of each role
 PROPOSER_SHARE = 0.07          # of the triplets, each also a proposer example of each kind (long prompts)
-CORPUS_DEPTHS = (1, 1, 1, 1, 2, 2, 2, 3, 3, 4)  # depths of the corpus programs: mostly shallow ones,
-                               # from which a small model learns each step; the held-out set is uniform
-BOOL_SHARE = 0.2               # of the programs, this share ends in a comparison (a bool)
-TRACED_SHARE = 0.3             # of the solver's deduction and abduction answers, worked out step by step
+CORPUS_DEPTHS = (1, 1, 1, 2, 2, 2, 3, 3)  # depths of the corpus programs: a few more shallow ones than
+                               # the held-out set's uniform mix, as each step is learned from them first
+CAREFUL_SHARE = 0.25           # of the solver's deduction and abduction answers, traced step by step: always right
+WRONG_SHARE = 0.6              # of the other (hasty) answers, a plausible near miss instead of the answer
+ABDUCTION_TRIES = 8            # near-miss inputs tried per wrong hasty abduction answer (some give the output)
 RLVR_SEED = 777               # fresh tasks for RLVR: generated apart from the corpus and the held-out set
 
 
 # -----------------------------------------------------------------------------
 # The program generator. A program is a chain of typed steps over variables a, b, c, ...: each
 # step reads the previous step's value (so every step matters), sometimes also an argument, and
-# the last one is returned. Types: 'int', 'str', 'list' (of ints); 'bool' only as a final value.
-
-WORDS = ("hello", "world", "banana", "apple", "level", "python", "kayak", "data", "code", "tree",
-         "stone", "river", "abc", "noon", "zebra", "moon", "light", "paper", "salt", "radar")
+# the last one is returned. Types: 'int' and 'list' (of ints). No step returns a bool: a yes/no
+# output is right half the time by chance, which would hide how much a style of reasoning helps.
 
 # (argument types, result type, template, phrase for the induction message).
 # A one-line template is an expression; a list of lines is a statement block that sets {out}.
-# {x} is the previous value, {y} a second value of the named type, {k}/{i} small ints, {c}/{d} letters.
+# {x} is the previous value, {y} a second value of the named type, {k} a small int.
 OPS = [
-    # int -> int: arithmetic, a conditional expression
-    (("int",), "int", "{x} + {k}", "adds {k}"),
-    (("int",), "int", "{x} - {k}", "subtracts {k}"),
-    (("int",), "int", "{x} * {k}", "multiplies by {k}"),
-    (("int",), "int", "{x} % {k}", "takes the remainder by {k}"),
-    (("int",), "int", "max({x}, {k})", "raises to at least {k}"),
-    (("int",), "int", "{x} // 2 if {x} % 2 == 0 else {x} + {k}", "halves it if even, else adds {k}"),
-    (("int", "int"), "int", "{x} + {y}", "adds {y}"),
-    # int -> other types
-    (("int",), "str", "str({x})", "writes the number as text"),
-    (("int",), "list", "[{x}, {x} + {k}]", "pairs it with itself plus {k}"),
-    (("int",), "bool", "{x} > {k}", "checks whether it is above {k}"),
-    (("int",), "bool", "{x} % {k} == 0", "checks whether {k} divides it"),
-    # str -> str: string methods and slicing, a loop
-    (("str",), "str", "{x}.upper()", "uppercases"),
-    (("str",), "str", "{x}[::-1]", "reverses the text"),
-    (("str",), "str", "{x}[:{k}]", "keeps the first {k} letters"),
-    (("str",), "str", "{x} + '{c}'", "appends '{c}'"),
-    (("str",), "str", "{x}.replace('{c}', '{d}')", "replaces '{c}' with '{d}'"),
-    (("str",), "str", ["{out} = ''", "for ch in {x}:", "    if ch in 'aeiou':", "        {out} += ch.upper()",
-                       "    else:", "        {out} += ch"], "uppercases the vowels"),
-    (("str", "str"), "str", "{x} + {y}", "appends {y}"),
-    # str -> other types
-    (("str",), "int", "len({x})", "takes the length"),
-    (("str",), "int", "{x}.count('{c}')", "counts '{c}'"),
-    (("str",), "int", ["{out} = 0", "for ch in {x}:", "    if ch in 'aeiou':", "        {out} += 1"],
-     "counts the vowels"),
-    (("str",), "bool", "{x} == {x}[::-1]", "checks whether it is a palindrome"),
-    (("str",), "bool", "'{c}' in {x}", "checks for '{c}'"),
-    # list -> list: comprehensions with filters, slicing, sorting, a loop
-    (("list",), "list", "[v * {k} for v in {x}]", "multiplies each number by {k}"),
+    # list -> list: each step a whole new list, computed from the last one
+    (("list",), "list", "sorted({x})", "sorts the list"),
+    (("list",), "list", "{x}[::-1]", "reverses the list"),
+    (("list",), "list", "[v * 2 for v in {x}]", "doubles each number"),
+    (("list",), "list", "[v + {k} for v in {x}]", "adds {k} to each number"),
     (("list",), "list", "[v for v in {x} if v > {k}]", "keeps the numbers above {k}"),
     (("list",), "list", "[v for v in {x} if v % 2 == 0]", "keeps the even numbers"),
-    (("list",), "list", "{x}[::-1]", "reverses the list"),
-    (("list",), "list", "sorted({x})", "sorts the list"),
-    (("list",), "list", "{x}[:{k}]", "keeps the first {k} numbers"),
+    (("list",), "list", "{x}[1:]", "drops the first number"),
     (("list",), "list", "{x} + [{k}]", "appends {k}"),
-    (("list",), "list", ["{out} = []", "for v in {x}:", "    if v % 2 == 0:", "        {out}.append(v // 2)",
-                         "    else:", "        {out}.append(v + {k})"], "halves the even numbers and adds {k} to the odd"),
+    (("list",), "list", ["{out} = []", "for v in {x}:", "    if v not in {out}:", "        {out}.append(v)"],
+     "drops repeated numbers"),
     (("list", "int"), "list", "[v + {y} for v in {x}]", "adds {y} to each number"),
-    (("list", "list"), "list", "{x} + {y}", "appends the list {y}"),
-    # list -> other types
+    # list -> int
     (("list",), "int", "sum({x})", "sums"),
     (("list",), "int", "len({x})", "counts the numbers"),
     (("list",), "int", "max({x})", "takes the largest"),
     (("list",), "int", "min({x})", "takes the smallest"),
-    (("list",), "int", "{x}[{i}]", "takes the item at position {i}"),
-    (("list",), "bool", "{k} in {x}", "checks for {k}"),
+    (("list",), "int", "{x}[0]", "takes the first number"),
+    (("list",), "int", "{x}[-1]", "takes the last number"),
+    # int -> int
+    (("int",), "int", "{x} + {k}", "adds {k}"),
+    (("int",), "int", "{x} - {k}", "subtracts {k}"),
+    (("int",), "int", "{x} * 2", "doubles"),
+    (("int",), "int", "{x} // 2", "halves, rounding down"),
+    (("int",), "int", "{x} % {k}", "takes the remainder by {k}"),
+    (("int", "int"), "int", "{x} + {y}", "adds {y}"),
+    # int -> list
+    (("int",), "list", "[{x}, {x} + {k}]", "pairs it with itself plus {k}"),
 ]
-TYPES = ("int", "str", "list")
-STEP_NAMES = "cdegh"  # the steps' variables: a and b are the arguments, f is the function
+STEP_NAMES = "cde"  # the steps' variables: a and b are the arguments, f is the function
 
 
 def random_value(kind, rng):
     """A random argument of a type, as Python literal text."""
     if kind == "int":
-        return str(rng.randint(-3, 9))
-    if kind == "str":
-        return repr(rng.choice(WORDS))
-    return repr([rng.randint(0, 9) for _ in range(rng.randint(2, 4))])
+        return str(rng.randint(*DIGITS))
+    return repr([rng.randint(*DIGITS) for _ in range(rng.randint(*LIST_LENGTHS))])
 
 
 def random_input(arg_types, rng):
@@ -138,21 +124,14 @@ def random_program(depth, rng):
     """A program of `depth` chained steps. Step 1 reads argument a; a step that needs a second
     value of some type takes an earlier variable of that type, or adds argument b (once), or a
     constant."""
-    arg_types = [rng.choice(TYPES)]
+    arg_types = [rng.choice(ARG_TYPES)]
     variables = [("a", arg_types[0])]   # (name, type) of the arguments and the steps so far
     steps, phrases = [], []             # steps: (name, lines assigning it, expression or None)
     for step in range(depth):
         name, kind = variables[-1]
-        final = step == depth - 1
-        choices = [op for op in OPS if op[0][0] == kind and (final or op[1] != "bool")]
-        if final and rng.random() < BOOL_SHARE:  # a comparison last, as often as BOOL_SHARE
-            choices = [op for op in choices if op[1] == "bool"]
-        (_, *needs), result, template, phrase = rng.choice(choices)
+        (_, *needs), result, template, phrase = rng.choice([op for op in OPS if op[0][0] == kind])
         out = STEP_NAMES[step]
-        # j is no longer used by any operation; it is still drawn so that the random stream, and with
-        # it the toy-v1 base's corpus and the held-out set, stays as built and measured
-        fill = {"x": name, "out": out, "k": rng.randint(2, 5), "j": rng.randint(1, 2),
-                "i": rng.choice((0, 1, -1)), "c": rng.choice("aeiost"), "d": rng.choice("xz")}
+        fill = {"x": name, "out": out, "k": rng.randint(2, 5)}
         for need in needs:
             earlier = [n for n, t in variables[:-1] if t == need]
             if earlier and rng.random() < 0.6:
@@ -200,7 +179,7 @@ def generate(programs, rng, depths=DEPTHS, seen=None):
     proposer.task_key), not by program text, else almost only deep programs would survive; `seen`
     holds the task keys taken already (by earlier calls, or the held-out set) and is updated. A
     program is kept when at least MIN_INPUTS inputs are left and no output comes back for more than half of them: near-constant
-    programs (`a.count('o')` on random words is mostly 0) are easy to guess, and more so the
+    programs (`len(a) // 2` is 1 for most lists) are easy to guess, and more so the
     deeper they are.
     Returns a list of Generated, one per program kept; its task holds its inputs, in order."""
     drafts = []
@@ -238,9 +217,30 @@ def triplets(generated):
 
 
 # -----------------------------------------------------------------------------
-# The corpus: (user text, response) pairs in exactly the formats of solver.py and proposer.py.
-# Responses are well-formed (solver.extract_answer reads them); the solver's <think> says what the
-# program does, or gives the value of each step (`think`).
+# The solver's two styles. Both are the game's format, `<think> ... </think> <answer> ... </answer>`;
+# they differ in the <think>:
+#   careful: the trace, 'a = [3, 1, 2]; c = [1, 2, 3]; d = [2, 4, 6]; return 12': the arguments,
+#            then each step's whole value. Always right in the corpus.
+#   hasty:   only what the program does, 'It sorts the list, then doubles each number, then
+#            sums.', then the answer at once. Wrong WRONG_SHARE of the time in the corpus, with a
+#            near miss of the same type, so the answer is still a well-formed literal.
+# FORCE holds each style's first words. Prefilled after the prompt, they make a model answer in
+# that style: the evaluation forces each style to measure what it is worth. They stop before the
+# space that starts the next word, because the tokenizer fuses a space with what follows it
+# (' [', ' sorts'): a prefix ending in a space would leave a lone space token that the model never
+# saw in that place.
+
+STYLES = ("careful", "hasty")
+FORCE = {"careful": "<think> a =", "hasty": "<think> It"}
+
+
+def style_of(response):
+    """'careful' or 'hasty', by the words a response begins with (FORCE), or None for neither (a
+    model may write anything)."""
+    for style, prefix in FORCE.items():
+        if response.lstrip().startswith(prefix + " "):
+            return style
+    return None
 
 
 def respond(think, answer):
@@ -256,14 +256,62 @@ def trace(g):
     return "; ".join(arguments + steps + [f"return {g.traces[0][-1]}"])
 
 
-def think(g, rng):
-    """The solver's reasoning in the corpus, in one of two styles: TRACED_SHARE of the time the
-    trace (every step's value), else only what the program does ('It adds 3, then sums.'), with
-    the answer given straight away. So the base mostly answers without working the values out, as
-    pretrained models mostly do, and self-play can change the mix. (At this size, forcing the
-    trace was right only a little more often: 15.5 % against 14.2 % of held-out deduction tasks,
-    measured on an earlier base of 1,300 steps.)"""
-    return trace(g) if rng.random() < TRACED_SHARE else f"It {g.task.message}."
+def think(g, style):
+    """The <think> of a solver answer to triplet g in a style: the trace, or what the program does."""
+    return trace(g) if style == "careful" else f"It {g.task.message}."
+
+
+def near_miss(value, rng):
+    """A value of the same type as `value` (an int, or a list of ints) that is close to it but never
+    equal: an int off by one; a list with one number off by one, with a number dropped, with one
+    number too many, or reversed."""
+    if isinstance(value, int):
+        return value + rng.choice((-1, 1))
+    ways = ["extra"] + (["number", "dropped"] if value else []) + (["reversed"] if value != value[::-1] else [])
+    way, k = rng.choice(ways), rng.randrange(max(1, len(value)))
+    if way == "number":
+        return value[:k] + [value[k] + rng.choice((-1, 1))] + value[k + 1:]
+    if way == "dropped":
+        return value[:k] + value[k + 1:]
+    if way == "reversed":
+        return value[::-1]
+    return value + [rng.randint(*DIGITS)]
+
+
+def wrong_output(g, rng):
+    """A hasty deduction's wrong answer to triplet g, as literal text: a third of the time the value
+    one step short of the output (the last step forgotten), where that is of the output's type and
+    differs from it; else a near miss of the output."""
+    output = executor.parse_literal(g.task.outputs[0])
+    before = executor.parse_literal(g.traces[0][-2]) if g.depth > 1 else executor.parse_arguments(g.task.inputs[0])[0]
+    if type(before) is type(output) and before != output and rng.random() < 1 / 3:
+        return repr(before)
+    return repr(near_miss(output, rng))
+
+
+def near_inputs(g, rng):
+    """ABDUCTION_TRIES inputs near triplet g's (one argument a near miss), as argument-list texts:
+    the candidates for a hasty abduction's wrong answer."""
+    arguments, tries = list(executor.parse_arguments(g.task.inputs[0])), []
+    for _ in range(ABDUCTION_TRIES):
+        k = rng.randrange(len(arguments))
+        tries.append(", ".join(repr(near_miss(v, rng) if j == k else v) for j, v in enumerate(arguments)))
+    return tries
+
+
+def wrong_inputs(pending):
+    """For each (triplet, candidate inputs) of `pending`, the first candidate on which the program
+    runs and returns another output than the triplet's, or None: a near miss of an input can give
+    the same output (sorting undoes a reversal), and only the sandbox can tell. One batched run."""
+    replies = executor.get_pool().run([(g.task.program, tries, None) for g, tries in pending])
+    return [next((text for text, (ok, out) in zip(tries, reply.get("results", []))
+                  if ok and not executor.check_deduction(g.task.outputs[0], out).ok), None)
+            for (g, tries), reply in zip(pending, replies)]
+
+
+# -----------------------------------------------------------------------------
+# The corpus: (user text, response) pairs in exactly the formats of solver.py and proposer.py.
+# Responses are well-formed (solver.extract_answer reads them).
 
 
 def block(lang, text):
@@ -272,32 +320,46 @@ def block(lang, text):
 
 def corpus_examples(generated, rng):
     """The pretraining examples, (user text, response text, kind), from a list of Generated:
-      solver deduction, one per triplet: think = the arguments and step values (trace), answer =
-        the output;
-      solver abduction, for ABDUCTION_SHARE of the triplets: think = the same trace, from the
-        input it then gives;
-      solver induction, for a third of the programs with several inputs: think = what each step
-        does, answer = the program;
+      solver deduction, one per triplet, and solver abduction, for ABDUCTION_SHARE of the
+        triplets: careful (CAREFUL_SHARE of them: think = the trace, from the input that an
+        abduction answer then gives; the answer right) or hasty (think = what the program does;
+        the answer a near miss WRONG_SHARE of the time: wrong_output, or for abduction the first
+        of near_inputs that gives another output, when one does);
+      solver induction, for INDUCTION_SHARE of the programs with several inputs: think = what each
+        step does, answer = the program;
       proposer deduction / abduction, for PROPOSER_SHARE of the triplets each: 1 to MAX_REFERENCES
         references (sometimes the identity seed the buffers start from), think = what each step
         does, answer = the triplet's program and input;
-      proposer induction, for a third of the programs with several inputs: the program, think
-        = what it does, answer = 2 to 6 of its inputs and the message."""
+      proposer induction, for INDUCTION_SHARE of the programs with several inputs: the program,
+        think = what it does, answer = 2 to 6 of its inputs and the message."""
     singles = triplets(generated)
     pool = [t.task for t in singles] + proposer.seed_triplets()
-    examples = []
+    examples, pending, at = [], [], []   # pending: (triplet, near inputs) of wrong abduction answers, at examples[at]
+
+    def style():
+        return "careful" if rng.random() < CAREFUL_SHARE else "hasty"
+
     for g in singles:
         task, (output,), (text,) = g.task, g.task.outputs, g.task.inputs
-        examples.append((solver.solver_prompt("deduction", task), respond(think(g, rng), output), "solver/deduction"))
+        s = style()
+        answer = wrong_output(g, rng) if s == "hasty" and rng.random() < WRONG_SHARE else output
+        examples.append((solver.solver_prompt("deduction", task), respond(think(g, s), answer), "solver/deduction"))
         if rng.random() < ABDUCTION_SHARE:
-            examples.append((solver.solver_prompt("abduction", task),
-                             respond(think(g, rng), text), "solver/abduction"))
+            s = style()
+            if s == "hasty" and rng.random() < WRONG_SHARE:
+                pending.append((g, near_inputs(g, rng)))
+                at.append(len(examples))
+            examples.append((solver.solver_prompt("abduction", task), respond(think(g, s), text), "solver/abduction"))
         for kind in ("deduction", "abduction"):
             if rng.random() < PROPOSER_SHARE:
                 references = rng.sample(pool, rng.randint(1, MAX_REFERENCES))
                 answer = "\n" + block("python", task.program) + "\n" + block("input", text) + "\n"
                 examples.append((proposer.proposal_prompt(kind, references), respond(task.message, answer),
                                  f"proposer/{kind}"))
+    for k, (g, _), wrong in zip(at, pending, wrong_inputs(pending) if pending else []):
+        if wrong is not None:  # else no near input missed: this hasty answer stays right
+            user, _, kind = examples[k]
+            examples[k] = (user, respond(think(g, "hasty"), wrong), kind)
     for g in generated:
         task = g.task
         if len(task.inputs) < 2:
@@ -337,9 +399,10 @@ def fresh_tasks(programs=1000):
 
 
 def show(per_depth=2):
-    """Print a few generated tasks of each depth with their step values."""
+    """Print a few generated tasks of each depth, with a careful and a hasty deduction answer."""
     rng = random.Random(0)
     for depth in DEPTHS:
         for t in [triplets([g])[0] for g in generate(10 * per_depth, rng, depths=(depth,))[:per_depth]]:
-            print(f"# depth {depth}: {t.task.message}\n{t.task.program}\nf({t.task.inputs[0]}) = {t.task.outputs[0]}"
-                  f"    think: {trace(t)}\n")
+            print(f"# depth {depth}\n{t.task.program}\nf({t.task.inputs[0]}) = {t.task.outputs[0]}\n"
+                  f"careful: {respond(think(t, 'careful'), t.task.outputs[0])}\n"
+                  f"hasty, wrong: {respond(think(t, 'hasty'), wrong_output(t, rng))}\n")

@@ -1,11 +1,18 @@
 """
 The toy world: build its base, and measure any model on its held-out tasks.
 
-A base model built on a laptop in minutes (toybase.py, from the generated tasks and corpus of
-toytasks.py), so that self-play can run, and be seen to learn, on a CPU. This file measures a
-model on the fixed held-out set, each figure next to a random guess: deduction accuracy
-near-greedy (overall, per depth, on non-bool outputs) and at temperature 1, abduction accuracy
-(overall and on the tasks no random input solves), and the share of valid and novel proposals.
+A base model built on a laptop (toybase.py, from the generated tasks and corpus of toytasks.py),
+so that self-play can run, and be seen to learn, on a CPU. The base holds a skill it seldom uses:
+tracing a program step by step (the careful style) instead of answering at once (hasty). This
+file measures a model on the fixed held-out set, per task type (deduction, abduction), each
+figure next to a random guess where one exists:
+  - pass@1 at temperature 1 (the mean over SAMPLES samples per task: what self-play samples),
+    overall and per depth, and pass@k from the same samples;
+  - near-greedy accuracy (one sample at EVAL_TEMPERATURE);
+  - the share of careful responses among the free samples: what self-play can raise;
+  - the accuracy of each style forced (its first words prefilled, toytasks.FORCE): what the
+    base can do when it reasons, against what it does when it does not;
+and the share of valid and of valid and novel proposals.
 
     python toyworld.py --show            # a few generated tasks of each depth
     python toyworld.py --build           # build the base (`--model toy` does it on first use)
@@ -15,6 +22,7 @@ near-greedy (overall, per depth, on non-bool outputs) and at temperature 1, abdu
 
 import argparse
 import json
+import math
 import os
 import random
 import time
@@ -27,60 +35,97 @@ from chat import render_chat
 from proposer import make_tasks, proposal_prompt
 from sampling import sample
 from solver import solver_prompt, solver_rewards
-from toytasks import DEPTHS, HELDOUT_SEED, heldout, random_input, show
+from toytasks import DEPTHS, FORCE, HELDOUT_SEED, STYLES, heldout, random_input, show, style_of
 
+TASK_TYPES = ("deduction", "abduction")  # the two the styles apply to (induction answers a program)
 GUESSES = 32                   # random inputs per held-out task for the random-guess baselines
 EVAL_TEMPERATURE = 0.01        # near-greedy answers for accuracy (sampling.sample has no greedy mode)
+SAMPLES = 16                   # samples per task at temperature 1: pass@1 is their mean, pass@k up to k = SAMPLES
+PASS_KS = (1, 2, 4, 8, 16)
+FORCED_SAMPLES = 8             # samples per task and forced style, at temperature 1
+
+
+def pass_at_k_estimate(n, c, k):
+    """pass@k estimated from n samples of which c are right: 1 - C(n - c, k) / C(n, k), the chance
+    that k samples drawn from the n without replacement hold a right one. Unbiased for the
+    chance that k fresh samples hold one (Chen et al., arXiv 2107.03374); math.comb is 0 when
+    k > n - c, so then it is 1."""
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
 def guess_rates(tasks, rng):
     """Per task, the fraction of GUESSES random inputs of the right types (random_input) for which
     f returns the task's output. As a deduction baseline it is a guesser who knows what f tends
-    to return but not the input; as an abduction baseline it is random inputs; 0 marks the hard
-    abduction tasks, where no random input hit the output."""
+    to return but not the input; as an abduction baseline it is random inputs."""
     replies = executor.get_pool().run([(t.task.program, [random_input(t.arg_types, rng) for _ in range(GUESSES)], None)
                                        for t in tasks])
     return [sum(ok and executor.check_deduction(t.task.outputs[0], out).ok for ok, out in reply.get("results", []))
             / GUESSES for t, reply in zip(tasks, replies)]
 
 
-def solved(model, tokenizer, task_type, tasks, temperature=EVAL_TEMPERATURE, n=1, max_new_tokens=256):
-    """Per task (a Generated), the fraction of n answers sampled at `temperature` that are right
-    (solver.solver_rewards at evaluation: 1 or 0)."""
-    prompts = [render_chat(tokenizer, solver_prompt(task_type, t.task)) for t in tasks]
+def answers(model, tokenizer, task_type, tasks, temperature=EVAL_TEMPERATURE, n=1, prefix="", max_new_tokens=256):
+    """Per task (a Generated), n answers sampled at `temperature`, each as (right, style): right by
+    solver.solver_rewards at evaluation, style by toytasks.style_of. `prefix` is prefilled: it
+    follows the rendered prompt, so the model continues it, and it is put back in front of each
+    response before the response is graded, as the words the model answered with."""
+    prompts = [render_chat(tokenizer, solver_prompt(task_type, t.task)) + prefix for t in tasks]
     out = sample(model, tokenizer, prompts, n, max_new_tokens, temperature, seed=0, batch_size=64)
-    rewards = solver_rewards(task_type, [tasks[k].task for k in out["prompt_index"].tolist()], out["texts"],
-                             train=False)
-    return [sum(rewards[k * n:(k + 1) * n]) / n for k in range(len(tasks))]
+    index, texts = out["prompt_index"].tolist(), [prefix + text for text in out["texts"]]
+    rewards = solver_rewards(task_type, [tasks[k].task for k in index], texts, train=False)
+    per_task = [[] for _ in tasks]
+    for k, text, reward in zip(index, texts, rewards):
+        per_task[k].append((reward == 1.0, style_of(text)))
+    return per_task
 
 
-def heldout_figures(model, tokenizer, programs=frozenset(), proposals=128, references=3):
-    """Figures of a model on the held-out set, as {name: (value, random-guess baseline or None, n)}:
-      deduction accuracy at EVAL_TEMPERATURE (near-greedy), overall, per depth and on non-bool
-      outputs, and at temperature 1 (the mean of 4 samples per task: what self-play samples);
-      abduction accuracy on the hard subset (no random input gives the output) and overall;
-      proposals: `proposals` deduction and abduction proposer prompts showing `references`
-      held-out triplets, sampled at temperature 1 as in self-play: the fraction valid
-      (proposer.make_tasks) and valid and novel (a program neither in `programs`, the corpus,
-      nor among the references shown)."""
+def solved(model, tokenizer, task_type, tasks, temperature=EVAL_TEMPERATURE, n=1, max_new_tokens=256, prefix=""):
+    """Per task (a Generated), the fraction of n answers sampled at `temperature` that are right."""
+    return [sum(right for right, _ in a) / n
+            for a in answers(model, tokenizer, task_type, tasks, temperature, n, prefix, max_new_tokens)]
+
+
+def mean(values):
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def heldout_figures(model, tokenizer, programs=frozenset(), n=SAMPLES, forced=FORCED_SAMPLES, proposals=128,
+                    references=3):
+    """Figures of a model on the held-out set, as {name: (value, random-guess baseline or None, n)}
+    (n: the tasks, or the samples, the value is the mean of), for each task type:
+      pass@k at temperature 1 for k in PASS_KS up to n, from n samples per task
+        (pass_at_k_estimate); its baseline is k independent random guesses, 1 - (1 - g)^k with g
+        the task's guess rate;
+      pass@1 per depth, from the same samples;
+      near-greedy accuracy (one sample at EVAL_TEMPERATURE);
+      the share of careful responses among the free samples (toytasks.style_of);
+      each style forced: the accuracy of `forced` samples per task at temperature 1, the style's
+        FORCE words prefilled;
+    and the proposals: `proposals` deduction and abduction proposer prompts showing `references`
+    held-out triplets, sampled at temperature 1 as in self-play: the fraction valid
+    (proposer.make_tasks) and valid and novel (a program neither in `programs`, the corpus, nor
+    among the references shown)."""
     tasks = heldout()
     rates = guess_rates(tasks, random.Random(HELDOUT_SEED))
-    everything = range(len(tasks))
-    right = solved(model, tokenizer, "deduction", tasks)
-    subsets = {"deduction": everything, **{f"deduction depth {d}": [k for k in everything if tasks[k].depth == d]
-                                           for d in DEPTHS},
-               "deduction non-bool": [k for k in everything if tasks[k].task.outputs[0] not in ("True", "False")]}
-    figures = {name: (sum(right[k] for k in chosen) / len(chosen), sum(rates[k] for k in chosen) / len(chosen),
-                      len(chosen)) for name, chosen in subsets.items()}
-    figures["deduction, temperature 1"] = (sum(solved(model, tokenizer, "deduction", tasks, 1.0, 4)) / len(tasks),
-                                           sum(rates) / len(tasks), len(tasks))
-    right = solved(model, tokenizer, "abduction", tasks)
-    hard = [k for k in everything if rates[k] == 0]
-    figures["abduction"] = (sum(right) / len(tasks), sum(rates) / len(tasks), len(tasks))
-    figures["abduction hard"] = (sum(right[k] for k in hard) / max(1, len(hard)), 0.0, len(hard))
+    figures = {}
+    for task_type in TASK_TYPES:
+        free = answers(model, tokenizer, task_type, tasks, 1.0, n)
+        right = [sum(r for r, _ in a) for a in free]
+        for k in [k for k in PASS_KS if k <= n]:
+            figures[f"{task_type} pass@{k}"] = (mean(pass_at_k_estimate(n, c, k) for c in right),
+                                                mean(1 - (1 - g) ** k for g in rates), len(tasks))
+        for depth in DEPTHS:
+            chosen = [j for j, t in enumerate(tasks) if t.depth == depth]
+            figures[f"{task_type} pass@1 depth {depth}"] = (mean(right[j] / n for j in chosen),
+                                                            mean(rates[j] for j in chosen), len(chosen))
+        figures[f"{task_type} near-greedy"] = (mean(solved(model, tokenizer, task_type, tasks)), mean(rates), len(tasks))
+        figures[f"{task_type} careful share"] = (mean(s == "careful" for a in free for _, s in a), None, n * len(tasks))
+        for style in STYLES:
+            figures[f"{task_type} forced {style}"] = (
+                mean(solved(model, tokenizer, task_type, tasks, 1.0, forced, prefix=FORCE[style])), mean(rates), len(tasks))
     rng = random.Random(HELDOUT_SEED)
     valid = novel = 0
-    for kind in ("deduction", "abduction"):
+    for kind in TASK_TYPES:
         shown = [rng.sample(tasks, references) for _ in range(proposals // 2)]
         prompts = [render_chat(tokenizer, proposal_prompt(kind, [t.task for t in refs])) for refs in shown]
         out = sample(model, tokenizer, prompts, 1, 256, 1.0, seed=1, batch_size=64)
@@ -98,11 +143,20 @@ def corpus_programs():
         return frozenset(json.load(f)["programs"])
 
 
+def print_figures(figures):
+    print(f"{'held-out figure':32s} {'model':>7s}   {'random guess':>12s}   n")
+    for name, (value, baseline, n) in figures.items():
+        guess = f"{100 * baseline:10.1f} %" if baseline is not None else " " * 12
+        print(f"{name:32s} {100 * value:5.1f} %   {guess}   {n}")
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description="The toy world: generated tasks, a small base model, held-out figures.")
     p.add_argument("--show", action="store_true", help="print a few generated tasks of each depth")
     p.add_argument("--build", action="store_true", help="build the toy base into the cache (models.BUILTINS['toy'])")
     p.add_argument("--eval", metavar="MODEL", help="held-out figures of a model: built-in name, folder or hub id")
+    p.add_argument("--samples", type=int, default=SAMPLES, help="samples per task at temperature 1 (pass@k up to k = this)")
+    p.add_argument("--forced", type=int, default=FORCED_SAMPLES, help="samples per task and forced style")
     args = p.parse_args()
     if args.show:
         show()
@@ -112,9 +166,6 @@ if __name__ == "__main__":
         torch.set_num_threads(min(2, os.cpu_count() or 1))
         model, tokenizer = models.load_model(args.eval)
         start = time.time()
-        figures = heldout_figures(model, tokenizer, corpus_programs())
-        for name, (value, baseline, n) in figures.items():
-            guess = f"   random guess {100 * baseline:5.1f} %" if baseline is not None else ""
-            print(f"{name:28s} {100 * value:5.1f} %{guess}   (n = {n})")
+        print_figures(heldout_figures(model, tokenizer, corpus_programs(), args.samples, args.forced))
         print(f"{args.eval}: {time.time() - start:.0f} s")
     executor.close_pool()

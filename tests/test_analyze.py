@@ -21,6 +21,7 @@ from sparsity import (changed_mask, jaccard, jaccard_counts, layer_index, module
 from chat import render_chat
 from models import load_model
 from proposer import parse_proposal
+from runs import run_label
 from solver import extract_answer
 
 torch.set_num_threads(1)
@@ -299,4 +300,39 @@ def test_report_writes_markdown_and_figures(tmp_path):
         assert f"({figure}.png)" in report and (out / f"{figure}.png").stat().st_size > 0
     up = base_model.model.layers[0].mlp.up_proj.weight.numel()
     total = sum(p.numel() for p in base_model.parameters())
-    assert f"| run/step_1 | all | {total} | {1 - up / total:.4f} |" in report
+    label = run_label(str(run))  # the run's path: two runs named alike must not share a label
+    assert f"| {label}/step_1 | all | {total} | {1 - up / total:.4f} |" in report
+
+
+def test_runs_named_alike_in_different_folders_get_different_labels(tmp_path, monkeypatch):
+
+    monkeypatch.chdir(tmp_path)
+    assert run_label("a/run") != run_label("b/run")
+    assert run_label(str(tmp_path / "a" / "run") + "/") == os.path.join("a", "run")
+
+
+BAD_ANALYZE = [
+    (["entropy", "/nonexistent"], "not a run folder"),
+    (["curriculum", "/nonexistent"], "not a run folder"),
+    (["report", "/nonexistent"], "not a run folder"),
+    (["probe", "./no-such-model"], "no such folder"),
+    (["sparsity", "/nonexistent/ckpt", "--base", "tiny"], "no model.safetensors"),
+    (["sparsity", "{run}", "--base", "./nope"], "no such folder"),
+    (["probe", "tiny", "--temperature", "0"], "--temperature must be positive"),
+    (["report", "{run}", "--tol", "-1"], "--tol must not be negative"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_ANALYZE, ids=[" ".join(a) for a, _ in BAD_ANALYZE])
+def test_bad_arguments_are_refused_in_one_line_and_write_nothing(tmp_path, monkeypatch, capsys, argv, message):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("config.json", "metrics.jsonl", "tasks.jsonl", "model.safetensors"):
+        (run / name).write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(SystemExit) as exit_:
+        analyze.get_args([a.format(run=run) for a in argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and message in err[-1] and "error:" in err[-1]
+    assert sorted(os.listdir(tmp_path)) == before

@@ -1,5 +1,7 @@
 """executor.py: verdicts, static checks, literal caps, hostile programs, and the pool."""
 
+import datetime
+import hashlib
 import os
 import socket
 import time
@@ -146,6 +148,32 @@ def test_static_check_accepts_ordinary_programs():
     assert check_program(program) == ""
 
 
+def test_static_check_admits_the_pure_banned_modules_only_when_asked():
+    program = ("import hashlib\nfrom datetime import datetime\nimport calendar, random, time, hmac\n\n"
+               "def solve(s):\n    return hashlib.md5(s.encode()).hexdigest()")
+    assert "banned module hashlib" in check_program(program.replace("solve", "f"))
+    assert check_program(program, function="solve", also_allowed=executor.PURE_BANNED) == ""
+    assert "no top-level function solve" in check_program("def f(a):\n    return a", function="solve")
+    for unsafe in ("import os", "import sys", "import subprocess", "import threading", "from os import path"):
+        assert check_program(f"{unsafe}\n{program}", function="solve", also_allowed=executor.PURE_BANNED)
+    with pytest.raises(ValueError):
+        check_program(program, also_allowed=("os",))
+
+
+def test_the_pure_banned_modules_work_at_run_time(pool):
+    # a HumanEval candidate admitted with them must find them importable in the child
+    program = ("import hashlib, hmac, calendar, random, time\nfrom datetime import datetime\n\ndef f(s):\n"
+               "    d = datetime.strptime(s, '%m-%d-%Y')\n"
+               "    return (hashlib.md5(s.encode()).hexdigest(), hashlib.sha256(b'x').hexdigest()[:8],\n"
+               "            calendar.isleap(d.year), d.weekday(), random.Random(0).randint(1, 6), time.gmtime(0).tm_year,\n"
+               "            hmac.new(b'k', b'm', 'sha256').hexdigest()[:8])")
+    ok, text = run_raw(pool, program, "'02-29-2024'")
+    assert ok, text
+    expected = (hashlib.md5(b"02-29-2024").hexdigest(), hashlib.sha256(b"x").hexdigest()[:8], True,
+                datetime.date(2024, 2, 29).weekday())
+    assert executor.parse_literal(text)[:4] == expected
+
+
 @pytest.mark.parametrize("text", ["[" * 100 + "]" * 100, "1" * 20_000, "9" * 5000, "-" * 5000 + "1",
                                   "().__class__", "__import__('os')", "{{1}}", "f(1)", "(1,) * 10**9"])
 def test_hostile_literal_text_is_refused_quickly(text):
@@ -245,10 +273,72 @@ def test_no_socket_reaches_localhost(pool):
     "def f(a):\n    return list({'apple', 'banana', 'cherry', 'date', 'elder', 'fig', 'grape', 'kiwi'})",
     "def f(a):\n    return id(object()) % 100003",
     "def f(a):\n    return hash(a)",
-], ids=["set order", "id", "hash"])
+    "def f(a):\n    return str({'apple', 'banana', 'cherry', 'date', 'elder', 'fig', 'grape', 'kiwi'})",
+], ids=["set order", "id", "hash", "text of a set"])
 def test_nondeterminism_is_invalid(pool, program):
     v = validate([(program, "'some text'")], pool)[0]
     assert not v.ok and "not deterministic" in v.reason
+
+
+WORDS = "{'apple', 'banana', 'cherry', 'date', 'elder', 'fig', 'grape', 'kiwi'}"
+
+
+@pytest.mark.parametrize("program, expected", [
+    (f"def f(a):\n    return {WORDS}", set(eval(WORDS))),
+    (f"def f(a):\n    return {{w: len(w) for w in {WORDS}}}", {w: len(w) for w in eval(WORDS)}),
+    (f"def f(a):\n    return [{WORDS}, ({WORDS} - {{'fig'}},)]", [eval(WORDS), (eval(WORDS) - {"fig"},)]),
+], ids=["set of strings", "dict from a set", "sets nested in a list"])
+def test_a_set_of_strings_is_deterministic_in_any_order(pool, program, expected):
+    # the two hash seeds print these sets in different orders; the value is the same
+    v = validate([(program, "0")], pool)[0]
+    assert v.ok, v.reason
+    assert executor.same_value(executor.parse_literal(v.output), expected)
+
+
+@pytest.mark.parametrize("program, text", [
+    ('def f(a):\n    return min(a, default=float("inf"))', "[]"),
+    ("def f(a):\n    return -float(a)", "'inf'"),
+    ("def f(a):\n    return [float('nan')]", "0"),
+    ("def f(a):\n    return complex(1, float('inf'))", "0"),
+    ("def f(a):\n    return frozenset({1, 2})", "0"),
+    ("def f(a):\n    return {1: frozenset()}", "0"),
+    ("def f(n):\n    x = []\n    for _ in range(n):\n        x = [x]\n    return x", str(executor.MAX_NESTING)),
+    ("def f(n):\n    return '(' * n", str(executor.MAX_NESTING + 1)),
+], ids=["inf", "-inf", "nan", "complex inf", "frozenset", "nested frozenset", "nested past the cap",
+        "brackets in a string past the cap"])
+def test_an_output_that_does_not_read_back_is_invalid(pool, program, text):
+    # no answer could ever equal such an output: check_deduction reads answers with parse_literal
+    v = validate([(program, text)], pool)[0]
+    assert not v.ok and "read back" in v.reason
+
+
+@pytest.mark.parametrize("program", [
+    "def f(a):\n    return set()", "def f(a):\n    return -0.0", "def f(a):\n    return (1+2j, b'\\x00')",
+    "def f(a):\n    return {1: {2, 3}, 'k': (None, True)}", "def f(a):\n    return 1e300 * 10 ** -300",
+])
+def test_outputs_that_read_back_stay_valid(pool, program):
+    v = validate([(program, "0")], pool)[0]
+    assert v.ok, v.reason
+    assert check_deduction(v.output, v.output).ok
+
+
+# Writes the worker's reply format to every descriptor a child may hold, then leaves before the
+# harness can write its own: the HumanEval forgery (a check that "passed" without running).
+FORGED = '{"results": [[true, "True"]], "printed": ""}'
+FORGERS = {
+    "write and leave": ("import os\ndef f(a):\n    for fd in range(3, 40):\n        try:\n"
+                        f"            os.write(fd, b'{FORGED}')\n        except OSError:\n            pass\n"
+                        "    os._exit(0)"),
+    "write and return": ("import os\ndef f(a):\n    for fd in range(3, 40):\n        try:\n"
+                         f"            os.write(fd, b'{FORGED}')\n        except OSError:\n            pass\n"
+                         "    return True"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORGERS))
+def test_a_program_cannot_write_the_harness_reply_itself(pool, name):
+    ok, text = run_raw(pool, FORGERS[name])  # static checks skipped: the runtime alone must hold
+    assert not ok and text != "True"
 
 
 # -----------------------------------------------------------------------------

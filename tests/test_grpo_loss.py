@@ -170,10 +170,10 @@ def test_sequence_logprobs_gradients_match_model_logits():
 # advantages
 
 
-def test_advantages_trr_one_baseline_per_role_task():
+def test_advantages_trr_seq_one_baseline_per_role_task():
     rewards = torch.tensor([1.0, 0.0, 0.0, 0.5, -1.0, 0.5, 0.5])
     groups = [("solver", "deduction")] * 3 + [("proposer", "abduction")] * 2 + [("solver", "induction")] * 2
-    A, zero_var = advantages(rewards, groups, "trr++", eps=0.0)
+    A, zero_var = advantages(rewards, groups, "trr++-seq")
     # group 1: mean 1/3, unbiased std sqrt(((2/3)^2 + 2 (1/3)^2) / 2) = sqrt(1/3)
     s1 = math.sqrt(1 / 3)
     # group 2: mean -0.25, unbiased std sqrt((0.75^2 + 0.75^2) / 1) = 0.75 * sqrt(2)
@@ -181,6 +181,27 @@ def test_advantages_trr_one_baseline_per_role_task():
     expected = torch.tensor([(2 / 3) / s1, (-1 / 3) / s1, (-1 / 3) / s1, 0.75 / s2, -0.75 / s2, 0.0, 0.0])
     torch.testing.assert_close(A, expected)
     assert zero_var.tolist() == [False] * 5 + [True] * 2
+
+
+def test_advantages_trr_whitens_over_tokens_like_a_per_token_loop():
+    """AZR as released: the outcome reward on every response token (gamma = 1 returns), whitened
+    over all response tokens of a (role, task type) group; checked against a loop over tokens."""
+    rewards = [1.0, -0.5, -0.5, 1.0, -1.0, 0.3, 0.9, 0.9]
+    lengths = [3, 10, 1, 5, 7, 2, 4, 4]
+    groups = ["a"] * 5 + ["b"] * 3
+    A, zero_var = advantages(torch.tensor(rewards, dtype=torch.float64), groups, "trr++", lengths=lengths)
+    expected = []
+    for g in ("a", "b"):
+        tokens = [r for r, n, h in zip(rewards, lengths, groups) if h == g for _ in range(n)]
+        mu, var = statistics.mean(tokens), statistics.variance(tokens)  # Bessel over the token count
+        expected += [(r - mu) / math.sqrt(var + 1e-8) for r, h in zip(rewards, groups) if h == g]
+    torch.testing.assert_close(A, torch.tensor(expected, dtype=torch.float64))
+    # a long wrong answer pulls the baseline more than a short one: not the per-sequence mean
+    seq, _ = advantages(torch.tensor(rewards, dtype=torch.float64), groups, "trr++-seq")
+    assert not torch.allclose(A, seq)
+    assert not zero_var.any()
+    with pytest.raises(ValueError):
+        advantages(torch.tensor(rewards), groups, "trr++")
 
 
 def test_advantages_grpo_per_prompt_with_std():
@@ -209,8 +230,8 @@ def test_advantages_drgrpo_per_prompt_no_std():
 def test_advantages_zero_variance_and_singleton_groups_are_exactly_zero():
     # 0.1 * 3 / 3 != 0.1 in floating point: the flag, not r - mean, must make these zero
     rewards = torch.tensor([0.1, 0.1, 0.1, 0.7, 1.0, 0.0])
-    for mode in ("trr++", "grpo", "drgrpo"):
-        A, zero_var = advantages(rewards, [0, 0, 0, 1, 2, 2], mode)
+    for mode in ("trr++", "trr++-seq", "grpo", "drgrpo"):
+        A, zero_var = advantages(rewards, [0, 0, 0, 1, 2, 2], mode, lengths=[3, 1, 4, 1, 5, 9])
         assert zero_var.tolist() == [True, True, True, True, False, False]
         assert (A[:4] == 0).all() and not A[:4].isnan().any()
 
@@ -343,3 +364,32 @@ def test_policy_loss_gradient_only_through_logp():
     assert logp.grad is not None and logp.grad[mask].abs().sum() > 0
     assert (logp.grad[~mask] == 0).all()
     assert old.grad is None and adv.grad is None and ref.grad is None
+
+
+def test_entropy_bonus_gradient_matches_autograd_of_the_full_softmax():
+    """The loss with AZR's entropy bonus, its entropy from the chunked pass, has the gradient of the
+    same loss built from the full softmax with autograd (torch.distributions.Categorical)."""
+    hidden, weight, targets = random_problem(23, 8, 97, torch.float64, seed=3)
+    B, T = 1, 23
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[0, :3] = False
+    A = torch.tensor([0.7], dtype=torch.float64)
+    grads = []
+    for chunked in (True, False):
+        h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+        if chunked:
+            logp, H = token_logprobs_and_entropy(h, w, targets, 0.8, chunk_size=5)
+        else:
+            z = h @ w.T / 0.8
+            logp = z.log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
+            H = torch.distributions.Categorical(logits=z).entropy()
+        loss, stats = policy_loss(logp[None], logp.detach()[None] - 0.1, A, mask, entropy=H[None], entropy_coef=0.3)
+        loss.backward()
+        grads.append((loss.detach(), h.grad, w.grad))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+    # and the bonus is there: without it the gradient differs
+    h = hidden.clone().requires_grad_()
+    logp, H = token_logprobs_and_entropy(h, weight, targets, 0.8, chunk_size=5)
+    policy_loss(logp[None], logp.detach()[None] - 0.1, A, mask)[0].backward()
+    assert not torch.allclose(h.grad, grads[0][1])

@@ -71,12 +71,12 @@ def test_resume_gives_the_same_weights_and_metrics(tmp_path, varied_rewards):
 def test_frozen_proposer_gets_no_gradient(tmp_path, monkeypatch):
     # only proposer rows carry reward variance here, so a frozen proposer means no update at all
     counter = itertools.count()
-    monkeypatch.setattr(grpo, "proposer_reward", lambda task, kind: float(next(counter) % 2))
-    run = str(tmp_path / "frozen")
-    grpo.train(grpo.get_args(FAST + ["--steps", "1", "--out", run, "--freeze-proposer"]))
+    monkeypatch.setattr(grpo, "proposer_reward", lambda task, kind, levels: float(next(counter) % 2))
+    run = str(tmp_path / "frozen")  # no entropy bonus: the solver rows' zero advantages then move nothing
+    grpo.train(grpo.get_args(FAST + ["--steps", "1", "--out", run, "--freeze-proposer", "--entropy-coef", "0"]))
     assert read_jsonl(os.path.join(run, "metrics.jsonl"))[0]["grad_norm"] == 0.0
     run = str(tmp_path / "live")
-    grpo.train(grpo.get_args(FAST + ["--steps", "1", "--out", run]))
+    grpo.train(grpo.get_args(FAST + ["--steps", "1", "--out", run, "--entropy-coef", "0"]))
     assert read_jsonl(os.path.join(run, "metrics.jsonl"))[0]["grad_norm"] > 0.0
 
 
@@ -123,3 +123,205 @@ def test_micro_batching_gives_the_gradient_of_the_whole_batch(agg):
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+# -----------------------------------------------------------------------------
+# resume: it continues, it does not start over
+
+
+def test_resume_keeps_finished_lines_byte_for_byte_and_loads_the_checkpoint(tmp_path, varied_rewards):
+    """A rerun from scratch is deterministic on CPU, so equal metrics cannot tell a resume from a
+    restart. Two things can: the kept lines' timings (a restart rewrites them), and a perturbation
+    planted in the checkpoint's weights (a restart from the base model never sees it)."""
+    from safetensors.torch import save_file
+    run = str(tmp_path / "run")
+    grpo.train(grpo.get_args(FAST + ["--steps", "2", "--save-every", "1", "--out", run]))
+    with open(os.path.join(run, "metrics.jsonl"), "rb") as f:
+        before = f.read()
+    path = os.path.join(run, "checkpoints", "step_000002", "model.safetensors")
+    planted = load_file(path)
+    name = next(k for k in planted if k.endswith("mlp.down_proj.weight"))
+    planted[name] = planted[name] + 0.5
+    save_file(planted, path, metadata={"format": "pt"})
+    grpo.train(grpo.get_args(["--resume", "--out", run, "--steps", "3"]))
+    with open(os.path.join(run, "metrics.jsonl"), "rb") as f:
+        after = f.read()
+    assert after.startswith(before) and after.count(b"\n") == 3
+    # the update moves weights by about lr x steps = 1e-2: the planted 0.5 survives a resume only
+    assert (weights(run, 3)[name] - weights(run, 2)[name]).abs().max() < 0.1
+
+
+def test_a_run_killed_mid_step_resumes_to_the_same_result(tmp_path):
+    """SIGKILL during step 3 of 4 (after step 2's checkpoint), then --resume: the final weights and
+    the metrics (timings aside) equal those of an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    flags = FAST + ["--steps", "4", "--save-every", "1", "--entropy-coef", "0.5"]
+    whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, "grpo.py", *flags, "--out", whole], cwd=root, env=env, check=True,
+                   capture_output=True)
+    proc = subprocess.Popen([sys.executable, "grpo.py", *flags, "--out", killed], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not os.path.isdir(os.path.join(killed, "checkpoints", "step_000002")) and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not os.path.isdir(os.path.join(killed, "checkpoints", "step_000004")), "killed too late"
+    subprocess.run([sys.executable, "grpo.py", "--resume", "--out", killed, "--steps", "4"], cwd=root, env=env,
+                   check=True, capture_output=True)
+    a, b = weights(whole, 4), weights(killed, 4)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    drop_times = lambda ms: [{k: v for k, v in m.items() if not k.startswith("seconds/")} for m in ms]  # noqa: E731
+    assert drop_times(read_jsonl(os.path.join(whole, "metrics.jsonl"))) == \
+        drop_times(read_jsonl(os.path.join(killed, "metrics.jsonl")))
+    assert read_jsonl(os.path.join(whole, "tasks.jsonl")) == read_jsonl(os.path.join(killed, "tasks.jsonl"))
+
+
+# -----------------------------------------------------------------------------
+# mixed precision, the logged entropy, seeding
+
+
+def test_bf16_autocast_trains_every_linear_and_later_mini_batches_see_the_new_weights(tmp_path, varied_rewards,
+                                                                                       monkeypatch):
+    """With --amp on the CPU (bf16 autocast): after a step's sampling and update every Linear weight
+    has a gradient, and the second mini-batch's log-probs are those of the weights after the first
+    optimizer step: equal to a fresh bf16 forward of them. (Autocast's cache would hand the second
+    mini-batch the bf16 copies made before the step: stale weights, a ratio that never moves.)"""
+    from logprobs import sequence_logprobs_and_entropy as score
+    seen, models, checks = [], [], []
+    real_loss, real_update, real_score = grpo.policy_loss, grpo.update, grpo.sequence_logprobs_and_entropy
+
+    def recording_score(model, *a, **kw):
+        seen.append((model, a, kw))
+        return real_score(model, *a, **kw)
+
+    def checking_loss(logp, *a, **kw):
+        model, inputs, options = seen[-1]
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+            fresh, _ = score(model, *inputs, **options)
+        checks.append((logp.detach() - fresh).abs().max().item())
+        return real_loss(logp, *a, **kw)
+
+    def recording_update(model, *a, **kw):
+        models.append(model)
+        return real_update(model, *a, **kw)
+
+    monkeypatch.setattr(grpo, "sequence_logprobs_and_entropy", recording_score)
+    monkeypatch.setattr(grpo, "policy_loss", checking_loss)
+    monkeypatch.setattr(grpo, "update", recording_update)
+    grpo.train(grpo.get_args(FAST + ["--steps", "1", "--amp", "--mini-batches", "2", "--micro-batch", "64",
+                                     "--out", str(tmp_path / "amp")]))
+    assert len(checks) == 2 and max(checks) < 1e-5, checks
+    linears = [m for m in models[0].modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.grad is not None and m.weight.grad.abs().sum() > 0 for m in linears)
+
+
+def test_logged_entropy_is_the_token_mean_over_responses():
+    """Two rows of one (role, task type), 1 token at entropy 3 and 3 tokens at entropy 1: the token
+    mean is 6 / 4 = 1.5 (the mean of the two row means would be 2)."""
+    rows = [grpo.Row([1], [2], "solver", "deduction", 0), grpo.Row([1], [2, 3, 4], "solver", "deduction", 1)]
+    args = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--task-types", "deduction"])
+    entropy = (torch.tensor([3.0, 3.0]), torch.tensor([1.0, 3.0]))
+    m = grpo.step_metrics(1, rows, entropy, [], {}, {}, {"triplet": [], "induction": []}, args)
+    assert m["entropy/solver/deduction"] == pytest.approx(1.5) and m["entropy/mean"] == pytest.approx(1.5)
+    assert m["entropy_seq/solver/deduction"] == pytest.approx(2.0)
+
+
+def test_update_returns_each_rows_entropy_sum_over_its_response_tokens(varied_rewards):
+    from logprobs import sequence_logprobs_and_entropy
+    from models import load_model
+    gen = torch.Generator().manual_seed(0)
+    rows = [grpo.Row(torch.randint(0, 250, (3,), generator=gen).tolist(),
+                     torch.randint(0, 250, (n,), generator=gen).tolist(), "solver", "deduction", k, reward=float(k % 2))
+            for k, n in enumerate((1, 5, 2))]
+    for extra in ([], ["--mini-batches", "2"]):
+        model, _ = load_model("tiny")
+        args = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--lr", "1e-9"] + extra)
+        expected = []
+        with torch.no_grad():
+            for r in rows:
+                ids = torch.tensor([r.prompt_ids + r.response_ids])
+                mask = torch.tensor([[0] * len(r.prompt_ids) + [1] * len(r.response_ids)])
+                expected.append(sequence_logprobs_and_entropy(model, ids, torch.ones_like(ids), mask)[1].sum())
+        (sums, counts), _ = grpo.update(model, torch.optim.SGD(model.parameters(), lr=0.0), rows, args)
+        torch.testing.assert_close(sums, torch.stack(expected), rtol=1e-4, atol=1e-5)
+        assert counts.tolist() == [1.0, 5.0, 2.0]
+
+
+def test_seeding_fills_the_buffers_before_training_and_saves_them(tmp_path, monkeypatch):
+    """The random tiny model proposes nothing valid: stand in for the proposer with a parser that
+    sees each response as a new triplet, and check the rounds stop once the buffer holds enough."""
+    import proposer
+    counter = itertools.count()
+
+    def fake_make_tasks(task_type, responses, step, buffer, programs=None, num_inputs=None, dedupe=False):
+        return [proposer.Task(task_type, f"def f(a):\n    return a + {next(counter)}", ["1"], ["2"], step=step)
+                for _ in responses]
+
+    monkeypatch.setattr(grpo, "make_tasks", fake_make_tasks)
+    run = str(tmp_path / "seeded")
+    grpo.train(grpo.get_args(FAST + ["--task-types", "deduction", "--steps", "1", "--seed-tasks", "9", "--out", run]))
+    seeded = read_jsonl(os.path.join(run, "seed_buffer_triplet.jsonl"))
+    assert 9 <= len(seeded) < 9 + 4  # rounds of 2 prompts x 2 samples, stopped once 9 were there
+    assert read_jsonl(os.path.join(run, "metrics.jsonl"))[0]["buffer/triplet"] == len(seeded) + 4
+
+
+def test_the_gpu_preset_is_azr_as_released():
+    args = grpo.get_args(["--model", "tiny", "--preset", "gpu"])
+    assert (args.prompts, args.group, args.solve_samples, args.references, args.induction_inputs) == (64, 1, 8, 6, 10)
+    assert (args.mini_batches, args.lr, args.entropy_coef, args.clip_low, args.clip_high) == (3, 1e-6, 0.001, 0.2, 0.2)
+    assert (args.advantage, args.template, args.seed_tasks, args.kl_coef) == ("trr++", "r1", 256, 0.0)
+    assert (args.reward_levels, args.duplicate_penalty, args.skip_zero_var) == ("released", False, False)
+
+
+# -----------------------------------------------------------------------------
+# bad input: one line, exit status 2, nothing written
+
+
+BAD_ARGUMENTS = [
+    (["--steps", "0"], "--steps must be at least 1"),
+    (["--steps", "-3"], "--steps must be at least 1"),
+    (["--lr", "-1"], "--lr must be positive"),
+    (["--lr", "0"], "--lr must be positive"),
+    (["--temperature", "0"], "--temperature must be positive"),
+    (["--prompts", "0"], "--prompts must be at least 1"),
+    (["--group", "0"], "--group must be at least 1"),
+    (["--group", "1", "--advantage", "grpo"], "needs --group of at least 2"),
+    (["--induction-inputs", "1"], "--induction-inputs must be at least 2"),
+    (["--entropy-coef", "-0.1"], "--entropy-coef must not be negative"),
+    (["--clip-low", "1.5"], "--clip-low must be below 1"),
+    (["--model", "./nope"], "no such folder"),
+    (["--model", "/nonexistent/model"], "no such folder"),
+    (["--resume"], "--resume: no run folder"),
+    (["--dtype", "float8"], "invalid choice"),
+    (["--task-types", "sorting"], "unknown ['sorting']"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_ARGUMENTS, ids=[" ".join(a) for a, _ in BAD_ARGUMENTS])
+def test_bad_arguments_are_refused_in_one_line_and_write_nothing(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    out = str(tmp_path / "run")
+    with pytest.raises(SystemExit) as exit_:
+        grpo.train(grpo.get_args(["--model", "tiny"] + argv + ["--out", out]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and message in err[-1] and err[-1].startswith("grpo.py: error:")
+    assert not os.path.exists(out) and os.listdir(tmp_path) == []
+
+
+def test_a_model_that_cannot_load_is_one_line_and_writes_nothing(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = str(tmp_path / "run")
+    with pytest.raises(SystemExit) as exit_:
+        grpo.get_args(["--model", str(empty), "--out", out])
+    assert exit_.value.code == 2 and "without a config.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # a hub id, unreachable offline: refused at load, before the folder
+        grpo.train(grpo.get_args(["--model", "nobody/no-such-model", "--preset", "cpu", "--out", out]))
+    assert exit_.value.code == 2 and not os.path.exists(out)
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

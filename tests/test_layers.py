@@ -20,7 +20,7 @@ LAYERS = [
     ["models"],                             # the model layer: loading, sampling, scoring
     ["sampling", "logprobs"],
     ["runs"],                               # the run folder
-    ["grpo"],                               # training
+    ["grpo", "benchmarks"],                 # training; the benchmarks evaluation reads
     ["toyworld"],                           # evaluation
     ["rlvr", "evaluate"],
     ["sparsity", "curriculum"],             # analysis

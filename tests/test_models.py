@@ -159,14 +159,15 @@ def check_layout(out, tokenizer, prompts, n, max_new_tokens):
         assert out["texts"][row] == tokenizer.decode(response, skip_special_tokens=True)
 
 
+@pytest.mark.parametrize("engine", ["loop", "hf"])
 @pytest.mark.parametrize("pad_is_eos", [False, True])
-def test_sample_layout_and_response_mask(tiny, pad_is_eos):
+def test_sample_layout_and_response_mask(tiny, pad_is_eos, engine):
     model, tokenizer = tiny
     if pad_is_eos:  # SmolLM2 and Qwen2.5 base: the padding after a response looks like its eos
         tokenizer.pad_token = tokenizer.eos_token
     prompts = prompts_of(tokenizer)
     boost_eos(model, tokenizer, bonus=3.5)
-    out = sample(model, tokenizer, prompts, n=12, max_new_tokens=12, seed=0, batch_size=5)
+    out = sample(model, tokenizer, prompts, n=12, max_new_tokens=12, seed=0, batch_size=5, engine=engine)
     check_layout(out, tokenizer, prompts, n=12, max_new_tokens=12)
     assert out["truncated"].any() and not out["truncated"].all()  # both cases were exercised
 
@@ -198,9 +199,10 @@ def test_sample_restores_mode_and_generation_config(tiny):
 
 
 def test_position_ids_are_the_ones_generate_uses(tiny, monkeypatch):
-    """Spy on the forward calls of generate: the positions it feeds the model at every real token
-    are position_ids(attention_mask) of the final sequence. (Llama and Qwen2 in transformers 5
-    number columns 0..T-1 when no position_ids are passed, whatever the padding.)"""
+    """Spy on the forward calls of generate (engine "hf"): the positions it feeds the model at every
+    real token are position_ids(attention_mask) of the final sequence. (Llama and Qwen2 in
+    transformers 5 number columns 0..T-1 when no position_ids are passed, whatever the padding.)
+    tests/test_sampling.py checks the same of the decoding loop."""
     model, tokenizer = tiny
     calls, forward = [], model.forward
 
@@ -210,7 +212,7 @@ def test_position_ids_are_the_ones_generate_uses(tiny, monkeypatch):
         return forward(*args, **kwargs)
 
     monkeypatch.setattr(model, "forward", spy)
-    sample(model, tokenizer, prompts_of(tokenizer), n=2, max_new_tokens=4, seed=0)
+    sample(model, tokenizer, prompts_of(tokenizer), n=2, max_new_tokens=4, seed=0, engine="hf")
     positions = torch.cat([call["position_ids"] for call in calls], 1)
     mask = calls[-1]["attention_mask"]
     assert positions.shape == mask.shape and not mask.all()  # left padding was there
@@ -258,19 +260,21 @@ def test_generate_gets_no_hidden_warpers(tiny, monkeypatch):
     model, tokenizer = tiny
     spoil_generation_config(model)
     built = logits_processors(model, monkeypatch)
-    sample(model, tokenizer, ["x"], n=2, max_new_tokens=2)
-    sample(model, tokenizer, ["x"], n=2, max_new_tokens=2, temperature=0.7, top_p=0.9)
+    sample(model, tokenizer, ["x"], n=2, max_new_tokens=2, engine="hf")
+    sample(model, tokenizer, ["x"], n=2, max_new_tokens=2, temperature=0.7, top_p=0.9, engine="hf")
     assert [[type(p).__name__ for p in processors] for processors in built] == [
         [], ["TemperatureLogitsWarper", "TopPLogitsWarper"]]
 
 
+@pytest.mark.parametrize("engine", ["loop", "hf"])
 @pytest.mark.parametrize("temperature", [1.0, 0.6])
-def test_one_token_frequencies_match_softmax(tiny, temperature):
+def test_one_token_frequencies_match_softmax(tiny, temperature, engine):
     """Chi-square of 6000 sampled first tokens against softmax(logits / T) of the model itself, over
     about 100-150 bins. The logits are scaled up so that the distribution is neither flat nor one-hot
     (at T = 1 the top 50 tokens hold 55 %). Measured on this setup: HF's default top_k=50 gives a
     chi-square near 4900, T = 0.9 in place of 1.0 about 230, a repetition penalty of 1.3 about 220,
-    against a bound of df + 4 sqrt(2 df) = 220 for df = 151; the spoiled settings are far cruder."""
+    against a bound of df + 4 sqrt(2 df) = 220 for df = 151; the spoiled settings are far cruder.
+    Both engines: the decoding loop, and HF generate (whose settings the spoiled config would leak into)."""
     model, tokenizer = tiny
     model.lm_head.register_forward_hook(lambda module, inputs, logits: 6.0 * logits)
     spoil_generation_config(model)
@@ -278,7 +282,8 @@ def test_one_token_frequencies_match_softmax(tiny, temperature):
     ids = torch.tensor([tokenizer(prompt, add_special_tokens=False).input_ids])
     with torch.no_grad():
         expected = (model(ids).logits[0, -1] / temperature).softmax(-1)
-    out = sample(model, tokenizer, [prompt], n=N, max_new_tokens=1, temperature=temperature, seed=0, batch_size=N)
+    out = sample(model, tokenizer, [prompt], n=N, max_new_tokens=1, temperature=temperature, seed=0, batch_size=N,
+                 engine=engine)
     first = out["input_ids"][:, ids.shape[1]]
     observed = torch.bincount(first, minlength=len(expected)).double()
     # bins of tokens in order of probability, each expecting at least 20 draws

@@ -84,7 +84,7 @@ def test_parse_induction_proposal(response, expected):
 @pytest.mark.parametrize("task_type,response", [("deduction", r) for r, e in TRIPLET_PROPOSALS if e is None]
                          + [("induction", r) for r, e in INDUCTION_PROPOSALS if e is None])
 def test_unparsed_proposal_gets_the_format_penalty(task_type, response):
-    task, = make_tasks(task_type, [response], step=1, buffer=[], programs=[DOUBLE])
+    task, = make_tasks(task_type, [response], step=1, buffer=[], programs=[DOUBLE], num_inputs=2)
     assert not task.valid and task.reason == NO_PARSE
     assert all(proposer_reward(task, kind) == -1 for kind in PROPOSER_REWARDS)
 
@@ -156,16 +156,29 @@ def test_sharpening_reward_against_binomial_pass_at_k():
     assert PROPOSER_REWARDS["sharpening"](0.25) == pytest.approx(0.64989 / 0.65012, abs=1e-4)
 
 
-def test_proposer_reward_penalties():
+def test_proposer_reward_levels_as_released():
+    """AZR's released reward manager: unparsed or invalid -1, solve rate 0 or 1 -0.5, else r."""
     unparsed = Task("deduction", "", [], valid=False, reason=NO_PARSE)
     invalid = Task("deduction", DOUBLE, ["'x', 2"], valid=False, reason="TypeError: ...")
     duplicate = Task("deduction", IDENTITY, ["'Hello world'"], valid=False, reason=DUPLICATE)
     for kind, reward in PROPOSER_REWARDS.items():
         assert proposer_reward(unparsed, kind) == -1
-        assert proposer_reward(invalid, kind) == -0.5 and proposer_reward(duplicate, kind) == -0.5
+        assert proposer_reward(invalid, kind) == -1 and proposer_reward(duplicate, kind) == -1
         for r in RATES:
             valid = Task("deduction", DOUBLE, ["21"], ["42"], solve_rate=r)
-            assert proposer_reward(valid, kind) == reward(r)
+            assert proposer_reward(valid, kind) == (reward(r) if 0 < r < 1 else -0.5)
+
+
+def test_proposer_reward_levels_as_the_paper_writes_them():
+    unparsed = Task("deduction", "", [], valid=False, reason=NO_PARSE)
+    invalid = Task("deduction", DOUBLE, ["'x', 2"], valid=False, reason="TypeError: ...")
+    duplicate = Task("deduction", IDENTITY, ["'Hello world'"], valid=False, reason=DUPLICATE)
+    for kind, reward in PROPOSER_REWARDS.items():
+        assert proposer_reward(unparsed, kind, "paper") == -1
+        assert proposer_reward(invalid, kind, "paper") == -0.5 and proposer_reward(duplicate, kind, "paper") == -0.5
+        for r in RATES:
+            valid = Task("deduction", DOUBLE, ["21"], ["42"], solve_rate=r)
+            assert proposer_reward(valid, kind, "paper") == reward(r)
 
 
 # -----------------------------------------------------------------------------
@@ -175,7 +188,7 @@ def test_seeds_are_the_identity_on_hello_world():
     triplet, induction = seed_triplets()[0], seed_induction()[0]
     assert triplet.program == induction.program == IDENTITY
     assert triplet.inputs == ["'Hello world'"] and induction.inputs[0] == "'Hello world'"
-    assert len(induction.inputs) >= proposer.MIN_INDUCTION_INPUTS and induction.message
+    assert len(induction.inputs) >= 2 and induction.message  # one pair shown, one hidden
     # the stored outputs are what the executor computes
     for task in (triplet, induction):
         verdicts = executor.validate([(task.program, i) for i in task.inputs])
@@ -253,44 +266,55 @@ def test_make_tasks_triplets(monkeypatch, task_type):
         triplet_response(DOUBLE, "None"),                                      # raises TypeError
         triplet_response("def f(a):\n    return id(a)", "[1]"),                # not deterministic
         "def f(a): return a",                                                  # does not parse
+        triplet_response(DOUBLE, "21"),                                        # the first one again
     ]
     tasks = make_tasks(task_type, responses, step=4, buffer=seed_triplets())
-    assert calls == [5]  # one validate call, without the duplicate and the unparsed response
-    assert [t.valid for t in tasks] == [True, False, True, False, False, False, False]
+    assert calls == [7]  # one validate call, without the unparsed response
+    # AZR's released code has no duplicate check: the seed again and the repeat are valid, paid in full
+    assert [t.valid for t in tasks] == [True, True, True, False, False, False, False, True]
     assert all(t.type == task_type and t.step == 4 for t in tasks)
     assert tasks[0].inputs == ["21"] and tasks[0].outputs == ["42"] and tasks[0].reason == ""
-    assert tasks[1].reason == DUPLICATE and tasks[6].reason == NO_PARSE
-    assert tasks[2].outputs == ["'Hi'"]
+    assert tasks[6].reason == NO_PARSE and tasks[2].outputs == ["'Hi'"]
     assert "os" in tasks[3].reason and "TypeError" in tasks[4].reason and "deterministic" in tasks[5].reason
     assert all(t.outputs == [] for t in tasks if not t.valid)
-    assert [proposer_reward(t, "learnability") for t in tasks if not t.valid] == [-0.5, -0.5, -0.5, -0.5, -1]
+    assert [proposer_reward(t, "learnability") for t in tasks if not t.valid] == [-1, -1, -1, -1]
+
+
+def test_make_tasks_dedupe_against_the_buffer_and_the_batch():
+    responses = [triplet_response(DOUBLE, "21"), triplet_response(IDENTITY, "'Hello world'"),
+                 triplet_response(DOUBLE, "21"), triplet_response(DOUBLE, "22")]
+    tasks = make_tasks("deduction", responses, step=1, buffer=seed_triplets(), dedupe=True)
+    assert [t.valid for t in tasks] == [True, False, False, True]
+    assert tasks[1].reason == tasks[2].reason == DUPLICATE
 
 
 def test_make_tasks_induction(monkeypatch):
+    """The released rule: exactly the number of inputs asked for, every one running."""
     calls = []
     monkeypatch.setattr(executor, "validate", lambda jobs, real=executor.validate: calls.append(len(jobs)) or real(jobs))
     message = block("message", "Doubles its argument.")
     responses = [
-        # '[1,2]' repeats '[1, 2]' and None fails: two distinct valid inputs remain
-        respond(block("input", "3") + block("input", "[1, 2]") + block("input", "[1,2]") + block("input", "None") + message),
-        respond(block("input", "3") + block("input", "None") + message),          # one valid input
-        respond(block("input", "3") + block("input", "'ab'") + message),          # valid
-        respond(block("input", "'Hello world'") + block("input", "[1, 2, 3]") + message),  # the seed again
-        respond(block("input", "3")),                                              # no message
+        respond(block("input", "3") + block("input", "[1, 2]") + block("input", "'ab'") + message),  # valid
+        respond(block("input", "3") + block("input", "None") + block("input", "'ab'") + message),    # one fails
+        respond(block("input", "3") + block("input", "'ab'") + message),                             # too few
+        respond(block("input", "'Hello world'") + block("input", "[1, 2, 3]") + block("input", "4") + message),
+        respond(block("input", "3")),                                                                # no message
     ]
     programs = [DOUBLE, DOUBLE, DOUBLE, IDENTITY, DOUBLE]
-    tasks = make_tasks("induction", responses, step=9, buffer=seed_induction(), programs=programs)
-    assert calls == [10]  # every proposed input of the batch, in one call
-    assert [t.valid for t in tasks] == [True, False, True, False, False]
-    assert tasks[0].inputs == ["3", "[1, 2]"] and tasks[0].outputs == ["6", "[1, 2, 1, 2]"]
+    tasks = make_tasks("induction", responses, step=9, buffer=seed_induction(), programs=programs, num_inputs=3)
+    assert calls == [9]  # every input of the proposals with the right count, in one call
+    assert [t.valid for t in tasks] == [True, False, False, True, False]
+    assert tasks[0].inputs == ["3", "[1, 2]", "'ab'"] and tasks[0].outputs == ["6", "[1, 2, 1, 2]", "'abab'"]
     assert tasks[0].message == "Doubles its argument." and tasks[0].program == DOUBLE and tasks[0].step == 9
-    assert tasks[1].reason.startswith("1 distinct valid inputs") and tasks[1].inputs == ["3", "None"]
-    assert tasks[2].outputs == ["6", "'abab'"]
-    assert tasks[3].reason == DUPLICATE and tasks[4].reason == NO_PARSE and tasks[4].program == DOUBLE
+    assert "TypeError" in tasks[1].reason and tasks[1].inputs == ["3", "None", "'ab'"] and tasks[1].outputs == []
+    assert tasks[2].reason == "2 inputs given, 3 asked for"
+    assert tasks[4].reason == NO_PARSE and tasks[4].program == DOUBLE
     buffer = seed_induction()
-    assert add_to_buffer(buffer, tasks) == 2 and buffer[1:] == [tasks[0], tasks[2]]
+    assert add_to_buffer(buffer, tasks) == 2 and buffer[1:] == [tasks[0], tasks[3]]
+    with pytest.raises(ValueError):
+        make_tasks("induction", responses, step=9, buffer=[], programs=programs)
 
 
 def test_make_tasks_empty_batch():
     assert make_tasks("deduction", [], step=0, buffer=seed_triplets()) == []
-    assert make_tasks("induction", [], step=0, buffer=seed_induction(), programs=[]) == []
+    assert make_tasks("induction", [], step=0, buffer=seed_induction(), programs=[], num_inputs=4) == []

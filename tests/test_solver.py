@@ -1,6 +1,7 @@
 """solver.py: answer extraction, the induction split, prompts, and solver rewards via the executor."""
 
 import random
+import re
 
 import pytest
 
@@ -134,6 +135,23 @@ def test_induction_prompt_shows_message_and_shown_pairs_only():
     assert "Reverses a string." in text and "a[::-1]" not in text
     assert "'abc'" in text and "'cba'" in text and "'yx'" in text
     assert "hello" not in text and "olleh" not in text
+
+
+# One program per kind of value the rules could name as an output
+OUTPUT_EXAMPLES = {"None": "None", "bool": "True", "int": "-3", "float": "0.5", "complex": "1+2j", "str": "'s'",
+                   "bytes": "b'b'", "list": "[1]", "tuple": "(1,)", "dict": "{1: 2}", "set": "{1, 2}",
+                   "frozenset": "frozenset({1, 2})", "inf": "float('inf')", "nan": "float('nan')"}
+
+
+def test_program_rules_allow_exactly_the_outputs_validate_accepts():
+    # the rule on outputs lists what is allowed, then "but not" what is refused
+    rule = next(line for line in solver.PROGRAM_RULES.splitlines() if "repr" in line)
+    allowed, _, refused = rule.partition("but not")
+    verdicts = executor.validate([(f"def f(a):\n    return {value}", "0") for value in OUTPUT_EXAMPLES.values()])
+    for name, verdict in zip(OUTPUT_EXAMPLES, verdicts):
+        named = [re.search(rf"\b{name}\b", part) is not None for part in (allowed, refused)]
+        assert named == [verdict.ok, not verdict.ok], (name, verdict.reason)
+    assert f"{executor.MAX_OUTPUT_CHARS} characters" in rule and f"{executor.MAX_NESTING} deep" in rule
 
 
 def test_unknown_task_type_raises():

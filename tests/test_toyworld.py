@@ -1,13 +1,16 @@
 """The toy world (toytasks.py, toybase.py, toyworld.py, rlvr.py): the program generator (deterministic, valid, outputs equal to an in-process run,
-deduplicated by program and input, depth as a difficulty knob), the corpus (every example parses
-and its answer is checked right by the sandbox), the tokenizer (tags and prompt text as whole
-tokens, digits split, round trips), the pretraining loss (against a full forward pass), the
-random-guess baselines and the evaluation's accounting. The slow tests build a small base, then
-assert that grpo's update learns the tasks it is rewarded on, and that self-play raises held-out
-deduction accuracy."""
+deduplicated by program and input, depth as a difficulty knob), the corpus (every example parses;
+the solver's two styles in their shares, recognised from the text and forcible by a prefix; every
+careful answer right, the chosen share of hasty ones wrong yet well-formed and of the right type),
+the tokenizer (tags and prompt text as whole tokens, digits split, round trips), the pretraining
+loss (against a full forward pass), a reduced build (the full build's architecture), the
+random-guess baselines, the pass@k estimator (against counting subsets) and the evaluation's
+accounting. The slow tests build a small base, then assert that grpo's update learns the tasks
+it is rewarded on, and that self-play raises held-out deduction accuracy."""
 
 import ast
 import collections
+import itertools
 import json
 import os
 import random
@@ -107,35 +110,124 @@ def test_depth_makes_programs_longer():
         programs = [toytasks.random_program(depth, random.Random(k)) for k in range(200)]
         sizes[depth] = sum(len(list(ast.walk(ast.parse(p.text)))) for p in programs) / len(programs)
         assert all(p.depth == depth and p.message.count(", then ") == depth - 1 for p in programs)
-    assert sorted(sizes.values()) == list(sizes.values()) and sizes[4] > 2 * sizes[1]
+    assert sorted(sizes.values()) == list(sizes.values()) and sizes[toytasks.DEPTHS[-1]] > 2 * sizes[toytasks.DEPTHS[0]]
 
 
 # -----------------------------------------------------------------------------
 # the corpus
 
 
-def test_every_example_parses_and_its_answer_is_right(examples, generated):
-    kinds = collections.Counter(kind for _, _, kind in examples)
-    assert set(kinds) == {f"{role}/{t}" for role in ("solver", "proposer") for t in ("deduction", "abduction", "induction")}
+def solver_answers(examples, generated):
+    """The corpus's solver answers by task type: (task, response, reward at evaluation) each, the task
+    found from the prompt, which is exactly solver.py's for a generated task."""
     by_prompt = {}
     for g in toytasks.triplets(generated):
         for t in ("deduction", "abduction"):
             by_prompt[solver.solver_prompt(t, g.task)] = g.task
     for g in generated:
         by_prompt[solver.solver_prompt("induction", g.task)] = g.task
-    checks = collections.defaultdict(list)
+    pairs = collections.defaultdict(list)
     for user, response, kind in examples:
         role, task_type = kind.split("/")
         if role == "solver":
-            task = by_prompt[user]  # the prompt is exactly solver.py's for a generated task
-            checks[task_type].append((task, response))
-        else:
+            pairs[task_type].append((by_prompt[user], response))
+    return {task_type: [(t, r, reward) for (t, r), reward in
+                        zip(p, solver.solver_rewards(task_type, [t for t, _ in p], [r for _, r in p], train=False))]
+            for task_type, p in pairs.items()}
+
+
+def test_every_example_parses_and_careful_and_induction_answers_are_right(examples, generated):
+    kinds = collections.Counter(kind for _, _, kind in examples)
+    assert set(kinds) == {f"{role}/{t}" for role in ("solver", "proposer") for t in ("deduction", "abduction", "induction")}
+    for user, response, kind in examples:
+        role, task_type = kind.split("/")
+        assert solver.extract_answer(response) is not None
+        if role == "proposer":
             tasks = proposer.make_tasks(task_type, [response], 0, [],
-                                        [user.split("```python\n")[1].split("\n```")[0]] if task_type == "induction" else None)
+                                        [user.split("```python\n")[1].split("\n```")[0]] if task_type == "induction" else None,
+                                        num_inputs=response.count("```input"))
             assert tasks[0].valid, (tasks[0].reason, response)
-    for task_type, pairs in checks.items():
-        rewards = solver.solver_rewards(task_type, [t for t, _ in pairs], [r for _, r in pairs], train=False)
-        assert rewards == [1.0] * len(pairs), task_type
+    answers = solver_answers(examples, generated)
+    assert all(reward == 1.0 for _, _, reward in answers["induction"])
+    for task_type in ("deduction", "abduction"):
+        careful = [(r, reward) for _, r, reward in answers[task_type] if toytasks.style_of(r) == "careful"]
+        assert careful and all(reward == 1.0 for _, reward in careful), task_type
+
+
+def test_styles_are_in_their_shares_and_style_of_recognises_every_solver_answer(examples, generated):
+    answers = solver_answers(examples, generated)
+    for task_type in ("deduction", "abduction"):
+        styles = collections.Counter(toytasks.style_of(r) for _, r, _ in answers[task_type])
+        assert set(styles) == {"careful", "hasty"}, styles  # None would be an answer in neither style
+        share = styles["careful"] / sum(styles.values())
+        assert abs(share - toytasks.CAREFUL_SHARE) < 0.06, (task_type, share)
+    assert toytasks.style_of("<think> a = [1, 2]; return 3 </think> <answer> 3 </answer>") == "careful"
+    assert toytasks.style_of("<think> It sums. </think> <answer> 3 </answer>") == "hasty"
+    for response in ("<think> Italy </think> <answer> 3 </answer>", "<think> b = 1 </think> <answer> 1 </answer>", ""):
+        assert toytasks.style_of(response) is None
+
+
+def test_hasty_answers_are_wrong_in_their_share_yet_well_formed_and_of_the_answers_type(examples, generated):
+    answers = solver_answers(examples, generated)
+    for task_type in ("deduction", "abduction"):
+        hasty = [(t, r, reward) for t, r, reward in answers[task_type] if toytasks.style_of(r) == "hasty"]
+        wrong = [(t, solver.extract_answer(r)) for t, r, reward in hasty if reward == 0.0]
+        share = len(wrong) / len(hasty)
+        # abduction: a little lower, where no near input gives another output (wrong_inputs)
+        assert toytasks.WRONG_SHARE - (0.12 if task_type == "abduction" else 0.06) < share < toytasks.WRONG_SHARE + 0.06
+        for task, answer in wrong:
+            if task_type == "deduction":
+                assert type(executor.parse_literal(answer)) is type(executor.parse_literal(task.outputs[0]))
+            else:
+                given, right = executor.parse_arguments(answer), executor.parse_arguments(task.inputs[0])
+                assert [type(v) for v in given] == [type(v) for v in right]
+
+
+@pytest.mark.parametrize("value", [0, 7, -3, [], [5], [1, 2], [3, 3], [2, 5, 2], [9, 0, 4, 4]])
+def test_a_near_miss_is_of_the_same_type_near_and_never_equal(value):
+    rng, ways = random.Random(0), set()
+    for _ in range(200):
+        miss = toytasks.near_miss(value, rng)
+        assert type(miss) is type(value) and miss != value
+        if isinstance(value, int):
+            assert abs(miss - value) == 1
+            continue
+        if len(miss) == len(value) + 1:
+            ways.add("extra")
+            assert miss[:-1] == value and 0 <= miss[-1] <= 9
+        elif len(miss) == len(value) - 1:
+            ways.add("dropped")
+            assert any(value[:k] + value[k + 1:] == miss for k in range(len(value)))
+        elif miss == value[::-1]:
+            ways.add("reversed")
+        else:
+            ways.add("number")
+            assert sorted(abs(a - b) for a, b in zip(miss, value)) == [0] * (len(value) - 1) + [1]
+    if isinstance(value, list):  # every way that can change the value is taken
+        possible = {"extra"} | ({"number", "dropped"} if value else set())
+        assert ways == possible | ({"reversed"} if value != value[::-1] else set())
+
+
+def test_wrong_output_is_the_last_step_forgotten_or_a_near_miss():
+    g = toytasks.Generated(proposer.Task("deduction", "", ["[3, 1, 2]"], ["[2, 4, 6]"]), 2, ("list",),
+                           [["[1, 2, 3]", "[2, 4, 6]"]])
+    rng, seen = random.Random(0), collections.Counter()
+    for _ in range(300):
+        wrong = ast.literal_eval(toytasks.wrong_output(g, rng))
+        assert isinstance(wrong, list) and wrong != [2, 4, 6]
+        seen["forgotten" if wrong == [1, 2, 3] else "near"] += 1
+    assert 0.25 < seen["forgotten"] / 300 < 0.42
+    int_step = toytasks.Generated(proposer.Task("deduction", "", ["[3, 1, 2]"], ["12"]), 2, ("list",),
+                                  [["[2, 4, 6]", "12"]])  # the step before is a list: never given for an int
+    assert all(abs(int(toytasks.wrong_output(int_step, rng)) - 12) == 1 for _ in range(50))
+
+
+def test_wrong_inputs_takes_the_first_near_input_that_gives_another_output():
+    program = "def f(a):\n    return sorted(a)"
+    g = toytasks.Generated(proposer.Task("deduction", program, ["[1, 2]"], ["[1, 2]"]), 1, ("list",), [["[1, 2]"]])
+    assert toytasks.wrong_inputs([(g, ["[2, 1]", "[1, 3]", "[0, 2]"]), (g, ["[2, 1]", "[1, 2]"])]) == ["[1, 3]", None]
+    tries = toytasks.near_inputs(g, random.Random(0))
+    assert len(tries) == toytasks.ABDUCTION_TRIES and all(isinstance(ast.literal_eval(t), list) for t in tries)
 
 
 def test_proposer_prompts_show_one_to_max_references(examples):
@@ -188,6 +280,24 @@ def test_chat_template_is_chatml(tokenizer):
     assert chat.render_chat(tokenizer, "hi") == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
 
 
+@pytest.mark.parametrize("style", toytasks.STYLES)
+def test_a_force_prefix_starts_its_style_on_a_token_boundary(tokenizer, examples, style):
+    """Prefilled after the prompt, FORCE[style] must be the very tokens a corpus response of that
+    style begins with, so the model continues as it learned to; and what it then writes is read
+    as that style."""
+    prefix = toytasks.FORCE[style]
+    responses = [(u, r) for u, r, kind in examples if kind.startswith("solver/") and toytasks.style_of(r) == style]
+    assert responses and all(r.startswith(prefix) for _, r in responses)
+    ids = lambda text: tokenizer(text, add_special_tokens=False).input_ids  # noqa: E731
+    for user, response in responses[:50]:
+        prompt = chat.render_chat(tokenizer, user)
+        assert ids(prompt + prefix) == ids(prompt) + ids(prefix)  # the prompt's tokens are unchanged
+        assert ids(response)[:len(ids(prefix))] == ids(prefix)    # and the prefix's are the response's first
+        assert toytasks.style_of(prefix + response[len(prefix):]) == style
+    other = next(s for s in toytasks.STYLES if s != style)
+    assert toytasks.style_of(prefix + responses[0][1][len(toytasks.FORCE[other]):]) != other
+
+
 # -----------------------------------------------------------------------------
 # pretraining
 
@@ -220,16 +330,33 @@ def test_batches_hold_every_example_once_per_epoch():
     assert sorted(seen) == list(range(len(sequences)))
 
 
-def test_small_build_writes_a_loadable_folder(tmp_path):
+SIZE_FIELDS = {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+               "head_dim", "vocab_size"}
+SAVED_FIELDS = {"_name_or_path", "architectures", "transformers_version", "dtype", "torch_dtype"}  # what saving adds
+
+
+def test_reduced_build_writes_a_loadable_base_of_the_full_builds_architecture(tmp_path):
     folder = str(tmp_path / "toy")
     os.makedirs(folder)
-    toybase.build(folder, BuildSettings(programs=150, hidden=32, layers=1, heads=2, vocab=600, steps=3,
-                                         batch_tokens=1024, threads=1))
+    settings = BuildSettings()
+    reduced = settings.reduced()
+    assert reduced.hidden < settings.hidden and reduced.steps < settings.steps and reduced.seed == settings.seed
+    assert settings.reduced(steps=5).steps == 5
+    toybase.build(folder, reduced)
     model, tokenizer = models.load_model(folder)
     with open(os.path.join(folder, "toyworld.json")) as f:
         info = json.load(f)
     assert info["programs"] and info["examples"]["solver/deduction"] > 0
-    assert model.config.max_position_embeddings == toybase.MAX_TOKENS
+    assert info["examples"]["solver/deduction careful"] + info["examples"]["solver/deduction hasty"] == \
+        info["examples"]["solver/deduction"]
+    full = toybase.model_config(tokenizer, settings).to_dict()
+    built = model.config.to_dict()
+    assert built["architectures"] == ["LlamaForCausalLM"] and SIZE_FIELDS <= set(full)
+    assert {k: v for k, v in built.items() if k not in SIZE_FIELDS | SAVED_FIELDS} == \
+        {k: v for k, v in full.items() if k not in SIZE_FIELDS | SAVED_FIELDS}
+    assert (built["hidden_size"], built["num_hidden_layers"]) == (reduced.hidden, reduced.layers)
+    assert type(model) is toybase.LlamaForCausalLM and model.config.max_position_embeddings == toybase.MAX_TOKENS
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
     out = sampling.sample(model, tokenizer, [chat.render_chat(tokenizer, "hi")], 2, 8, seed=0)
     assert out["input_ids"].shape[0] == 2
 
@@ -247,29 +374,59 @@ def test_guess_rate_is_the_fraction_of_random_inputs_that_give_the_output():
     assert rate == sum(g % 3 == 1 for g in guesses) / toyworld.GUESSES
 
 
-def test_evaluate_counts_right_answers_and_novel_proposals(monkeypatch):
-    """A stand-in for sampling.sample that answers every solver prompt with the gold answer and
-    proposes a corpus program for half the prompts and a new one for the other half."""
+@pytest.mark.parametrize("n", [1, 2, 5, 8])
+def test_pass_at_k_estimate_is_the_share_of_k_subsets_holding_a_right_sample(n):
+    for c in range(n + 1):
+        samples = [True] * c + [False] * (n - c)
+        for k in range(1, n + 1):
+            subsets = list(itertools.combinations(samples, k))
+            assert toyworld.pass_at_k_estimate(n, c, k) == pytest.approx(sum(map(any, subsets)) / len(subsets))
+    assert toyworld.pass_at_k_estimate(n, 1, 1) == pytest.approx(1 / n)
+
+
+def test_evaluate_counts_right_answers_styles_and_novel_proposals(monkeypatch):
+    """A stand-in for sampling.sample: of every 4 free samples of a solver prompt the first is a
+    right careful answer and the others wrong hasty ones; forced, each style answers so too; it
+    proposes a corpus program for half the proposer prompts and a new one for the other half."""
     monkeypatch.setattr(toytasks, "HELDOUT_PER_DEPTH", 3)
     tasks = toytasks.heldout()
     gold = {}
     for t in tasks:
-        gold[solver.solver_prompt("deduction", t.task)] = toytasks.respond("x", t.task.outputs[0])
-        gold[solver.solver_prompt("abduction", t.task)] = toytasks.respond("x", t.task.inputs[0])
+        gold[solver.solver_prompt("deduction", t.task)] = toytasks.respond(toytasks.trace(t), t.task.outputs[0])
+        gold[solver.solver_prompt("abduction", t.task)] = toytasks.respond(toytasks.trace(t), t.task.inputs[0])
+    hasty = toytasks.respond("It guesses.", "None")  # f never returns None, nor takes it
     known = "def f(a):\n    return a + 1"
     proposal = "<think> x </think> <answer>\n```python\n{}\n```\n```input\n3\n```\n</answer>"
+    prefixes = []
 
     def fake_sample(model, tokenizer, prompts, n, max_new_tokens, temperature=1.0, top_p=1.0, seed=None, batch_size=32):
-        users = [p.split("<|im_start|>user\n")[1].split("<|im_end|>")[0] for p in prompts for _ in range(n)]
-        texts = [gold.get(u) or proposal.format(known if k % 2 else "def f(a):\n    return a * 7") for k, u in enumerate(users)]
+        texts = []
+        for prompt in prompts:
+            user, prefix = prompt.split("<|im_start|>user\n")[1].split("<|im_end|>\n<|im_start|>assistant\n")
+            prefixes.append(prefix)
+            for k in range(n):
+                if user not in gold:
+                    texts.append(proposal.format(known if len(texts) % 2 else "def f(a):\n    return a * 7"))
+                    continue
+                careful = prefix == toytasks.FORCE["careful"] or (prefix == "" and k % 4 == 0)
+                texts.append((gold[user] if careful else hasty)[len(prefix):])
         return {"texts": texts, "prompt_index": torch.arange(len(prompts)).repeat_interleave(n)}
 
     monkeypatch.setattr(toyworld, "sample", fake_sample)
-    figures = toyworld.heldout_figures(None, AutoTokenizerStub(), programs=frozenset([known]), proposals=8)
-    assert figures["deduction"][0] == figures["deduction, temperature 1"][0] == figures["abduction"][0] == 1.0
-    assert figures["deduction"][2] == len(tasks) and figures["deduction depth 2"][2] == 3
+    figures = toyworld.heldout_figures(None, AutoTokenizerStub(), programs=frozenset([known]), n=4, forced=2,
+                                       proposals=8)
+    assert set(prefixes) == {"", *toytasks.FORCE.values()}
+    for task_type in ("deduction", "abduction"):
+        assert figures[f"{task_type} pass@1"][0] == figures[f"{task_type} pass@1 depth 2"][0] == 0.25
+        assert figures[f"{task_type} pass@2"][0] == pytest.approx(0.5)  # 1 - C(3, 2) / C(4, 2)
+        assert figures[f"{task_type} pass@4"][0] == 1.0 and f"{task_type} pass@8" not in figures
+        assert figures[f"{task_type} near-greedy"][0] == 1.0  # the one sample is the first
+        assert figures[f"{task_type} careful share"] == (0.25, None, 4 * len(tasks))
+        assert figures[f"{task_type} forced careful"][0] == 1.0 and figures[f"{task_type} forced hasty"][0] == 0.0
+        assert figures[f"{task_type} pass@1"][2] == len(tasks) and figures[f"{task_type} pass@1 depth 2"][2] == 3
+        guess = figures[f"{task_type} pass@1"][1]
+        assert 0 <= guess < 1 and figures[f"{task_type} pass@4"][1] >= guess
     assert figures["proposals valid"][0] == 1.0 and figures["proposals valid and novel"][0] == 0.5
-    assert 0 <= figures["deduction"][1] < 1
 
 
 def test_rlvr_rewards_every_sample_and_updates_the_model(generated, monkeypatch):
@@ -308,20 +465,20 @@ class AutoTokenizerStub:
 
 @pytest.fixture(scope="module")
 def small_base(tmp_path_factory):
-    """A reduced toy base (3,000 programs, 900 steps; about 4 minutes on 2 cores), built once for
-    the slow tests below."""
+    """A reduced toy base (3,000 programs; the narrower model and smaller batches of the first toy
+    base, 900 steps: about 4 minutes on 2 cores for that base), built once for the slow tests below."""
     torch.set_num_threads(2)
     folder = str(tmp_path_factory.mktemp("toy") / "base")
     os.makedirs(folder)
-    toybase.build(folder, BuildSettings(programs=3000, steps=900))
+    toybase.build(folder, BuildSettings(programs=3000, hidden=128, heads=4, steps=900, batch_tokens=4_096))
     return folder
 
 
 @pytest.mark.slow
 def test_update_learns_the_tasks_it_is_rewarded_on(small_base):
     """rlvr.rlvr (grpo's rollout and update, the solver's rewards) on 16 fixed held-out
-    deduction tasks for 30 steps: the solver must get them right far more often (on the full base:
-    29 % -> 76 % of samples at temperature 1). This is the loop's own learning, without the
+    deduction tasks for 30 steps: the solver must get them right far more often (on the full first
+    toy base, toy-v1: 29 % -> 76 % of samples at temperature 1). This is the loop's own learning, without the
     proposer: a sign error in the advantage, a mask off by one or a detached loss leaves it flat."""
     torch.set_num_threads(2)
     model, tokenizer = models.load_model(small_base)
