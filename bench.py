@@ -6,7 +6,7 @@ same run; run one at a time, on a quiet machine.
     python bench.py executor [--programs 2000]   # sandbox validations/s: worker pool vs a fresh `python -c` per run
     python bench.py sandbox                      # the sandbox at work on a few programs and answers
     python bench.py logprobs                     # peak memory: chunked log-probs + entropy vs full log_softmax
-    python bench.py step [grpo.py flags]         # seconds per self-play step (generate / execute / update)
+    python bench.py step [grpo.py flags]         # seconds per self-play step, today's path vs the old one
     python bench.py sampler [--model smollm2-135m]  # the decoding loop of sampling.py vs HF generate
 """
 
@@ -189,18 +189,25 @@ def bench_logprobs(vocab_sizes=(49152, 151936), B=4, T=1024, hidden=896, chunk_s
             print(f"V={V:>6} naive / chunked = {peaks['naive'] / peaks['chunked']:.1f}x")
 
 
-def bench_step(args):
-    """Seconds per step (generate / execute / update) of two steps of grpo.py with these settings."""
-    args.out, args.steps, args.save_every = tempfile.mkdtemp(prefix="azr-bench-"), 2, 10 ** 9
-    grpo.train(args)
-    print(f"model {args.model}, preset {args.preset}, prompts {args.prompts} x group {args.group}")
-    with open(os.path.join(args.out, "metrics.jsonl")) as f:
-        for line in f:
-            m = json.loads(line)
-            print(f"step {m['step']}: generate {m['seconds/generate']:.1f} s, execute {m['seconds/execute']:.1f} s,"
-                  f" update {m['seconds/update']:.1f} s")
-    shutil.rmtree(args.out)
-
+def bench_step(argv, steps=1):
+    """Seconds per self-play step, today's path against the old one in the same run: the decoding
+    loop, on-policy log-probs from the gradient pass and shared prompts, against HF generate, a
+    separate no-grad pass and whole rows (--sampler hf --two-pass --no-share-prompts). The same
+    seed, so both draw from the same model; the samples differ (two samplers), the shapes are alike."""
+    seconds = {}
+    for name, extra in (("new", []), ("old", ["--sampler", "hf", "--two-pass", "--no-share-prompts"])):
+        args = grpo.get_args(argv + extra + ["--steps", str(steps), "--save-every", str(10 ** 9),
+                                             "--out", tempfile.mkdtemp(prefix="azr-bench-")])
+        grpo.train(args)
+        with open(os.path.join(args.out, "metrics.jsonl")) as f:
+            ms = [json.loads(line) for line in f]
+        seconds[name] = {k: sum(m[f"seconds/{k}"] for m in ms) / len(ms) for k in ("generate", "execute", "update")}
+        shutil.rmtree(args.out)
+        print(f"{name}: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds[name].items())
+              + f", step {sum(seconds[name].values()):.1f} s  (model {args.model}, preset {args.preset})")
+    for k in ("generate", "update"):
+        print(f"{k}: {seconds['old'][k] / seconds['new'][k]:.2f}x faster")
+    print(f"whole step: {sum(seconds['old'].values()) / sum(seconds['new'].values()):.2f}x faster")
 
 
 # -----------------------------------------------------------------------------
@@ -311,4 +318,4 @@ if __name__ == "__main__":
     elif args.command == "sampler":
         bench_sampler(args.model, args.max_new_tokens)
     else:
-        bench_step(grpo.get_args(rest))
+        bench_step(rest)

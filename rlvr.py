@@ -1,78 +1,72 @@
 """
 RLVR: reinforcement learning with verifiable rewards on a fixed set of tasks, the solver alone.
 
-The study (arXiv 2510.27072) compares AZR self-play with RLVR started from the same base: the
-same rollouts, rewards and clipped loss as grpo.py, but no proposer, and tasks drawn from a fixed
-dataset instead of the model's own proposals. At toy scale the dataset is generated deduction
-tasks (toytasks.fresh_tasks, none from the held-out set); `--tasks heldout` trains on the held-out
-tasks themselves, an upper bound on what the reward can teach this base in minutes.
-
-    python rlvr.py --tasks fresh --steps 40       # held-out deduction accuracy every 10 steps
-    python rlvr.py --tasks heldout --out runs/rlvr-heldout
+The study (arXiv 2510.27072) compares AZR self-play with RLVR started from the same base: the same
+rollouts, rewards and clipped loss as self-play (grpo.py), but no proposer, and tasks drawn from a
+fixed dataset instead of the model's own proposals. Run it as `python grpo.py --method rlvr`.
+Data (`--data`):
+  toy          fresh generated toy-world tasks (toytasks.fresh_tasks), none from the held-out set;
+  heldout      the toy world's held-out tasks themselves: an upper bound on what the reward can
+               teach, never a fair comparison;
+  PATH         a run's tasks.jsonl or a saved buffer (its valid tasks), e.g. AZR's own proposals.
+Each step draws --prompts tasks per task type at random (from --seed and the step, so a resumed
+run draws the same), samples --group answers to each, and rewards them as the solver is rewarded
+in self-play (solver.solver_rewards: the format penalties, then 1 or -0.5).
 """
 
-import argparse
+import json
 import os
 import random
+import time
 
-import torch
-from tqdm import tqdm
-
-import executor
-import models
-from grpo import get_args as grpo_args, rollout, update
+from proposer import Task
+from rollout import rollout
 from solver import solver_prompt, solver_rewards
-from toytasks import fresh_tasks, heldout
-from toyworld import solved
+from toytasks import Generated, fresh_tasks, heldout
+
+DATA_SOURCES = ("toy", "heldout")  # or a path
 
 
-def rlvr(model, tokenizer, tasks, steps, args, report=None, every=10):
-    """Deduction RL with verifiable rewards, with self-play's own rollout, rewards and update: each
-    step draws args.prompts of `tasks` (Generated) at random, samples args.group answers to each at
-    args.temperature, rewards them with solver.solver_rewards (training values) and takes one
-    grpo.update. report(step) runs before the first step and after every `every` steps. Returns the
-    fraction of each step's samples that were right."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    rng, right = random.Random(args.seed), []
-    if report:
-        report(0)
-    for step in tqdm(range(1, steps + 1), desc="rlvr"):
-        chosen = rng.sample(tasks, min(args.prompts, len(tasks)))
-        rows, texts, index = rollout(model, tokenizer, [solver_prompt("deduction", t.task) for t in chosen],
-                                     args.group, args, args.seed * 1_000_003 + step, "solver", "deduction", 0)
-        rewards = solver_rewards("deduction", [chosen[i].task for i in index], texts, train=True)
-        for row, reward in zip(rows, rewards):
+def load_tasks(data):
+    """The fixed dataset of `data` as a list of toytasks.Generated (a task, and for toy-world tasks
+    the value of each step, which SFT's gold answers trace). A file's records are kept when valid
+    and of one input (triplets)."""
+    if data == "toy":
+        return fresh_tasks()
+    if data == "heldout":
+        return heldout()
+    with open(data, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    fields = {"type", "program", "inputs", "outputs", "message", "step", "valid", "reason", "solve_rate"}
+    tasks = [Task(**{k: v for k, v in r.items() if k in fields}) for r in records]
+    return [Generated(t, 0, (), []) for t in tasks if t.valid and len(t.inputs) == 1 and t.outputs]
+
+
+def data_problem(data):
+    """Why `data` cannot be RLVR / SFT data, in one line, or None (checked before anything loads)."""
+    if data in DATA_SOURCES:
+        return None
+    if not os.path.isfile(data):
+        return f"--data {data}: no such file; give {' or '.join(DATA_SOURCES)}, or a tasks.jsonl / buffer file"
+    return None
+
+
+def rlvr_rollouts(step, model, tokenizer, tasks, args):
+    """One RLVR step: per task type, args.prompts tasks drawn at random, args.group answers to each,
+    rewarded for training. Returns (rows, records, times) as self_play does (no proposals: records
+    is empty)."""
+    rng = random.Random(f"{args.seed}-{step}")
+    seeds = iter(range(args.seed * 1_000_003 + step * 1_009, 1 << 62))
+    rows, times = [], {"generate": 0.0, "execute": 0.0}
+    for task_type in args.task_types:
+        chosen = [t.task for t in rng.sample(tasks, min(args.prompts, len(tasks)))]
+        t0 = time.perf_counter()
+        new_rows, responses, index = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in chosen], args.group,
+                                             args, next(seeds), "solver", task_type, len(rows))
+        t1 = time.perf_counter()
+        for row, reward in zip(new_rows, solver_rewards(task_type, [chosen[i] for i in index], responses, train=True)):
             row.reward = reward
-        update(model, optimizer, rows, args)
-        right.append(sum(r == 1 for r in rewards) / len(rewards))
-        if report and step % every == 0:
-            report(step)
-    return right
-
-
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(description="Solver-only RL (RLVR) on toy-world deduction tasks.")
-    p.add_argument("--tasks", choices=["fresh", "heldout"], default="fresh",
-                   help="fresh generated tasks (none held out), or the held-out set itself")
-    p.add_argument("--model", default="toy", help="the model to train (default: the toy base)")
-    p.add_argument("--steps", type=int, default=40, help="steps of 16 tasks x 8 samples")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: grpo's toy preset, 2e-4)")
-    p.add_argument("--out", help="save the trained model to this folder")
-    args = p.parse_args()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
-    model, tokenizer = models.load_model(args.model)
-    settings = grpo_args(["--model", args.model, "--preset", "toy", "--prompts", "16"]
-                         + (["--lr", str(args.lr)] if args.lr is not None else []))
-    tasks, held = (fresh_tasks() if args.tasks == "fresh" else heldout()), heldout()
-
-    def report(step):
-        greedy = sum(solved(model, tokenizer, "deduction", held)) / len(held)
-        sampled = sum(solved(model, tokenizer, "deduction", held, 1.0, 4)) / len(held)
-        tqdm.write(f"step {step:4d}: held-out deduction {100 * greedy:5.1f} % near-greedy, "
-                   f"{100 * sampled:5.1f} % at temperature 1")
-
-    rlvr(model, tokenizer, tasks, args.steps, settings, report)
-    if args.out:
-        model.save_pretrained(args.out)
-        tokenizer.save_pretrained(args.out)
-    executor.close_pool()
+        times["generate"] += t1 - t0
+        times["execute"] += time.perf_counter() - t1
+        rows += new_rows
+    return rows, [], times

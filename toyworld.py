@@ -22,7 +22,6 @@ and the share of valid and of valid and novel proposals.
 
 import argparse
 import json
-import math
 import os
 import random
 import time
@@ -30,6 +29,7 @@ import time
 import torch
 
 import executor
+from evaluate import pass_at_k
 import models
 from chat import render_chat
 from proposer import make_tasks, proposal_prompt
@@ -43,14 +43,6 @@ EVAL_TEMPERATURE = 0.01        # near-greedy answers for accuracy (sampling.samp
 SAMPLES = 16                   # samples per task at temperature 1: pass@1 is their mean, pass@k up to k = SAMPLES
 PASS_KS = (1, 2, 4, 8, 16)
 FORCED_SAMPLES = 8             # samples per task and forced style, at temperature 1
-
-
-def pass_at_k_estimate(n, c, k):
-    """pass@k estimated from n samples of which c are right: 1 - C(n - c, k) / C(n, k), the chance
-    that k samples drawn from the n without replacement hold a right one. Unbiased for the
-    chance that k fresh samples hold one (Chen et al., arXiv 2107.03374); math.comb is 0 when
-    k > n - c, so then it is 1."""
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
 def guess_rates(tasks, rng):
@@ -94,7 +86,7 @@ def heldout_figures(model, tokenizer, programs=frozenset(), n=SAMPLES, forced=FO
     """Figures of a model on the held-out set, as {name: (value, random-guess baseline or None, n)}
     (n: the tasks, or the samples, the value is the mean of), for each task type:
       pass@k at temperature 1 for k in PASS_KS up to n, from n samples per task
-        (pass_at_k_estimate); its baseline is k independent random guesses, 1 - (1 - g)^k with g
+        (pass_at_k); its baseline is k independent random guesses, 1 - (1 - g)^k with g
         the task's guess rate;
       pass@1 per depth, from the same samples;
       near-greedy accuracy (one sample at EVAL_TEMPERATURE);
@@ -112,7 +104,7 @@ def heldout_figures(model, tokenizer, programs=frozenset(), n=SAMPLES, forced=FO
         free = answers(model, tokenizer, task_type, tasks, 1.0, n)
         right = [sum(r for r, _ in a) for a in free]
         for k in [k for k in PASS_KS if k <= n]:
-            figures[f"{task_type} pass@{k}"] = (mean(pass_at_k_estimate(n, c, k) for c in right),
+            figures[f"{task_type} pass@{k}"] = (mean(pass_at_k(n, c, k) for c in right),
                                                 mean(1 - (1 - g) ** k for g in rates), len(tasks))
         for depth in DEPTHS:
             chosen = [j for j, t in enumerate(tasks) if t.depth == depth]
@@ -153,7 +145,7 @@ def print_figures(figures):
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description="The toy world: generated tasks, a small base model, held-out figures.")
     p.add_argument("--show", action="store_true", help="print a few generated tasks of each depth")
-    p.add_argument("--build", action="store_true", help="build the toy base into the cache (models.BUILTINS['toy'])")
+    p.add_argument("--build", action="store_true", help="build the toy base from its seed into the cache (a shipped one in bases/ is used first)")
     p.add_argument("--eval", metavar="MODEL", help="held-out figures of a model: built-in name, folder or hub id")
     p.add_argument("--samples", type=int, default=SAMPLES, help="samples per task at temperature 1 (pass@k up to k = this)")
     p.add_argument("--forced", type=int, default=FORCED_SAMPLES, help="samples per task and forced style")
@@ -161,7 +153,7 @@ if __name__ == "__main__":
     if args.show:
         show()
     if args.build:
-        print(models.builtin_folder("toy"))
+        print(models.builtin_folder("toy", rebuild=True))
     if args.eval:
         torch.set_num_threads(min(2, os.cpu_count() or 1))
         model, tokenizer = models.load_model(args.eval)

@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 import grpo
+import rollout
+import selfplay
 
 FAST = ["--model", "tiny", "--preset", "cpu", "--task-types", "deduction,induction", "--max-new-tokens", "12",
         "--prompts", "2", "--group", "2", "--solve-samples", "2", "--lr", "1e-2"]
@@ -20,7 +22,7 @@ FAST = ["--model", "tiny", "--preset", "cpu", "--task-types", "deduction,inducti
 def varied_rewards(monkeypatch):
     """The random tiny model never writes a well-formed answer, so every reward would be -1 and no
     group would carry a gradient. Reward by response length instead, to exercise the update."""
-    monkeypatch.setattr(grpo, "solver_rewards",
+    monkeypatch.setattr(selfplay, "solver_rewards",
                         lambda task_type, tasks, responses, train=True: [len(r) % 3 - 1.0 for r in responses])
 
 
@@ -71,7 +73,7 @@ def test_resume_gives_the_same_weights_and_metrics(tmp_path, varied_rewards):
 def test_frozen_proposer_gets_no_gradient(tmp_path, monkeypatch):
     # only proposer rows carry reward variance here, so a frozen proposer means no update at all
     counter = itertools.count()
-    monkeypatch.setattr(grpo, "proposer_reward", lambda task, kind, levels: float(next(counter) % 2))
+    monkeypatch.setattr(selfplay, "proposer_reward", lambda task, kind, levels: float(next(counter) % 2))
     run = str(tmp_path / "frozen")  # no entropy bonus: the solver rows' zero advantages then move nothing
     grpo.train(grpo.get_args(FAST + ["--steps", "1", "--out", run, "--freeze-proposer", "--entropy-coef", "0"]))
     assert read_jsonl(os.path.join(run, "metrics.jsonl"))[0]["grad_norm"] == 0.0
@@ -90,10 +92,10 @@ def test_solver_tasks_are_distinct_fresh_proposals_drawn_from_all_prompts_then_t
     from proposer import Task, task_key
     fresh = [Task("deduction", f"def f(a):\n    return a + {k // 4}", [str(k % 2)], [""]) for k in range(40)]
     buffer = [Task("deduction", "def f(a):\n    return a", ["7"], ["7"])]
-    chosen = grpo.solver_tasks(fresh, buffer, 8, random.Random(0))
+    chosen = selfplay.solver_tasks(fresh, buffer, 8, random.Random(0))
     assert len({task_key(t) for t in chosen}) == 8 and all(t in fresh for t in chosen)
     assert max(fresh.index(t) for t in chosen) >= 8  # not just the first prompts' proposals
-    few = grpo.solver_tasks(fresh[:4] * 3, buffer, 8, random.Random(0))  # 2 distinct tasks, repeated
+    few = selfplay.solver_tasks(fresh[:4] * 3, buffer, 8, random.Random(0))  # 2 distinct tasks, repeated
     assert len({task_key(t) for t in few[:2]}) == 2 and few[2:] == buffer * 6
 
 
@@ -110,7 +112,7 @@ def test_the_preset_follows_the_model_unless_named():
 def test_micro_batching_gives_the_gradient_of_the_whole_batch(agg):
     from models import load_model
     gen = torch.Generator().manual_seed(0)
-    rows = [grpo.Row(torch.randint(0, 250, (int(n),), generator=gen).tolist(),
+    rows = [rollout.Row(torch.randint(0, 250, (int(n),), generator=gen).tolist(),
                      torch.randint(0, 250, (int(m),), generator=gen).tolist(), "solver", "deduction", k // 2,
                      reward=float(k % 3))
             for k, (n, m) in enumerate(torch.randint(2, 9, (6, 2), generator=gen))]
@@ -215,7 +217,7 @@ def test_bf16_autocast_trains_every_linear_and_later_mini_batches_see_the_new_we
     monkeypatch.setattr(grpo, "policy_loss", checking_loss)
     monkeypatch.setattr(grpo, "update", recording_update)
     grpo.train(grpo.get_args(FAST + ["--steps", "1", "--amp", "--mini-batches", "2", "--micro-batch", "64",
-                                     "--out", str(tmp_path / "amp")]))
+                                     "--no-share-prompts", "--out", str(tmp_path / "amp")]))
     assert len(checks) == 2 and max(checks) < 1e-5, checks
     linears = [m for m in models[0].modules() if isinstance(m, torch.nn.Linear)]
     assert linears and all(m.weight.grad is not None and m.weight.grad.abs().sum() > 0 for m in linears)
@@ -224,7 +226,7 @@ def test_bf16_autocast_trains_every_linear_and_later_mini_batches_see_the_new_we
 def test_logged_entropy_is_the_token_mean_over_responses():
     """Two rows of one (role, task type), 1 token at entropy 3 and 3 tokens at entropy 1: the token
     mean is 6 / 4 = 1.5 (the mean of the two row means would be 2)."""
-    rows = [grpo.Row([1], [2], "solver", "deduction", 0), grpo.Row([1], [2, 3, 4], "solver", "deduction", 1)]
+    rows = [rollout.Row([1], [2], "solver", "deduction", 0), rollout.Row([1], [2, 3, 4], "solver", "deduction", 1)]
     args = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--task-types", "deduction"])
     entropy = (torch.tensor([3.0, 3.0]), torch.tensor([1.0, 3.0]))
     m = grpo.step_metrics(1, rows, entropy, [], {}, {}, {"triplet": [], "induction": []}, args)
@@ -236,7 +238,7 @@ def test_update_returns_each_rows_entropy_sum_over_its_response_tokens(varied_re
     from logprobs import sequence_logprobs_and_entropy
     from models import load_model
     gen = torch.Generator().manual_seed(0)
-    rows = [grpo.Row(torch.randint(0, 250, (3,), generator=gen).tolist(),
+    rows = [rollout.Row(torch.randint(0, 250, (3,), generator=gen).tolist(),
                      torch.randint(0, 250, (n,), generator=gen).tolist(), "solver", "deduction", k, reward=float(k % 2))
             for k, n in enumerate((1, 5, 2))]
     for extra in ([], ["--mini-batches", "2"]):
@@ -263,7 +265,7 @@ def test_seeding_fills_the_buffers_before_training_and_saves_them(tmp_path, monk
         return [proposer.Task(task_type, f"def f(a):\n    return a + {next(counter)}", ["1"], ["2"], step=step)
                 for _ in responses]
 
-    monkeypatch.setattr(grpo, "make_tasks", fake_make_tasks)
+    monkeypatch.setattr(selfplay, "make_tasks", fake_make_tasks)
     run = str(tmp_path / "seeded")
     grpo.train(grpo.get_args(FAST + ["--task-types", "deduction", "--steps", "1", "--seed-tasks", "9", "--out", run]))
     seeded = read_jsonl(os.path.join(run, "seed_buffer_triplet.jsonl"))
@@ -325,3 +327,28 @@ def test_a_model_that_cannot_load_is_one_line_and_writes_nothing(tmp_path, capsy
         grpo.train(grpo.get_args(["--model", "nobody/no-such-model", "--preset", "cpu", "--out", out]))
     assert exit_.value.code == 2 and not os.path.exists(out)
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra", [[], ["--mini-batches", "2"], ["--loss-agg", "seq-mean-token-mean"]])
+def test_shared_prompts_give_the_loss_and_gradient_of_separate_rows(extra):
+    """The update with each group's prompt forwarded once equals the update over whole rows: the
+    same entropies and the same gradient (autograd sums the G rows' contributions to the prompt)."""
+    from models import load_model
+    gen = torch.Generator().manual_seed(1)
+    rows = []
+    for prompt in range(3):
+        ids = torch.randint(0, 250, (int(torch.randint(3, 9, (1,), generator=gen)),), generator=gen).tolist()
+        for g in range(4):
+            response = torch.randint(0, 250, (int(torch.randint(1, 7, (1,), generator=gen)),), generator=gen).tolist()
+            rows.append(rollout.Row(ids, response, "solver", "deduction", prompt, reward=float((prompt + g) % 3)))
+    results = []
+    for share in ("--share-prompts", "--no-share-prompts"):
+        model, _ = load_model("tiny")
+        args = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--micro-batch", "3", share] + extra)
+        (sums, _), stats = grpo.update(model, torch.optim.SGD(model.parameters(), lr=0.0), rows, args)
+        results.append((sums, torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-4, atol=1e-5)
+    assert results[0][1].abs().sum() > 0
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
+    shared = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--micro-batch", "3"])
+    assert grpo.batches_of(rows, list(range(12)), shared) == [[0, 1, 2], [3], [4, 5, 6], [7], [8, 9, 10], [11]]

@@ -11,7 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # lowest first; a file may import files of strictly lower layers only
 LAYERS = [
-    ["executor"],                           # the sandbox: imports nothing of ours
+    ["executor", "findings"],               # the sandbox; the findings' verdicts: import nothing of ours
     ["solver"],                             # the roles
     ["proposer"],
     ["chat"],                               # the prompt scaffold
@@ -19,13 +19,14 @@ LAYERS = [
     ["toybase"],                            # the toy base model's build
     ["models"],                             # the model layer: loading, sampling, scoring
     ["sampling", "logprobs"],
-    ["runs"],                               # the run folder
+    ["runs", "rollout"],                    # the run folder; prompts to Rows
+    ["selfplay", "rlvr", "sft"],            # each method's rollouts
     ["grpo", "benchmarks"],                 # training; the benchmarks evaluation reads
-    ["toyworld"],                           # evaluation
-    ["rlvr", "evaluate"],
+    ["evaluate"],                           # evaluation: pass@k on benchmarks, then the toy world's figures
+    ["toyworld"],
     ["sparsity", "curriculum"],             # analysis
     ["analyze"],
-    ["bench"],                              # benchmarks and demos, over everything
+    ["bench", "reproduce"],                 # benchmarks and demos; the whole study in one command
 ]
 
 

@@ -380,8 +380,8 @@ def test_pass_at_k_estimate_is_the_share_of_k_subsets_holding_a_right_sample(n):
         samples = [True] * c + [False] * (n - c)
         for k in range(1, n + 1):
             subsets = list(itertools.combinations(samples, k))
-            assert toyworld.pass_at_k_estimate(n, c, k) == pytest.approx(sum(map(any, subsets)) / len(subsets))
-    assert toyworld.pass_at_k_estimate(n, 1, 1) == pytest.approx(1 / n)
+            assert toyworld.pass_at_k(n, c, k) == pytest.approx(sum(map(any, subsets)) / len(subsets))
+    assert toyworld.pass_at_k(n, 1, 1) == pytest.approx(1 / n)
 
 
 def test_evaluate_counts_right_answers_styles_and_novel_proposals(monkeypatch):
@@ -429,26 +429,83 @@ def test_evaluate_counts_right_answers_styles_and_novel_proposals(monkeypatch):
     assert figures["proposals valid"][0] == 1.0 and figures["proposals valid and novel"][0] == 0.5
 
 
-def test_rlvr_rewards_every_sample_and_updates_the_model(generated, monkeypatch):
-    """rlvr's plumbing on the tiny model (which never answers well-formed, so the rewards are
-    stubbed): each step samples prompts x group answers, rewards all of them for training, reports
-    on schedule, returns the share right, and moves the weights."""
+def test_rlvr_rewards_every_sample_of_its_drawn_tasks(generated, monkeypatch):
+    """rlvr's rollouts on the tiny model (which never answers well-formed, so the rewards are
+    stubbed): per task type, prompts x group answers to tasks drawn from the fixed set, each
+    rewarded for training; the same step draws the same tasks (an exact resume)."""
     model, tokenizer = models.load_model("tiny")
-    args = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--prompts", "2", "--group", "3",
-                          "--max-new-tokens", "6", "--lr", "1e-2"])
-    calls, reports = [], []
+    args = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--method", "rlvr", "--prompts", "2", "--group", "3",
+                          "--max-new-tokens", "6"])
+    calls = []
 
     def rewards(task_type, tasks, responses, train=True):
-        calls.append((task_type, len(tasks), len(responses), train))
+        calls.append((task_type, [t.program for t in tasks], len(responses), train))
         return [1.0 if k % 3 == 0 else -0.5 for k in range(len(responses))]
 
     monkeypatch.setattr(rlvr, "solver_rewards", rewards)
-    before = [p.detach().clone() for p in model.parameters()]
-    right = rlvr.rlvr(model, tokenizer, toytasks.triplets(generated)[:5], 4, args, reports.append, every=2)
-    assert calls == [("deduction", 6, 6, True)] * 4
-    assert reports == [0, 2, 4]
-    assert right == [pytest.approx(1 / 3)] * 4
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    tasks = toytasks.triplets(generated)[:5]
+    rows, records, _ = rlvr.rlvr_rollouts(1, model, tokenizer, tasks, args)
+    assert records == [] and len(rows) == 2 * 2 * 3 and {r.role for r in rows} == {"solver"}
+    assert [c[0] for c in calls] == ["deduction", "abduction"] and all(c[2:] == (6, True) for c in calls)
+    assert [r.reward for r in rows] == [1.0, -0.5, -0.5] * 4
+    assert all(p in {t.task.program for t in tasks} for c in calls for p in c[1])
+    again = []
+    monkeypatch.setattr(rlvr, "solver_rewards", lambda tt, ts, rs, train=True: again.append([t.program for t in ts]) or [0.0] * len(rs))
+    rlvr.rlvr_rollouts(1, model, tokenizer, tasks, args)
+    assert again == [c[1] for c in calls]
+
+
+def test_sft_gold_answers_are_right_and_in_the_careful_style(generated):
+    import sft
+    for g in toytasks.triplets(generated)[:40]:
+        for task_type in ("deduction", "abduction"):
+            response = sft.gold_response(g, task_type)
+            assert toytasks.style_of(response) == "careful"
+            assert solver.solver_rewards(task_type, [g.task], [response], train=False) == [1.0]
+
+
+def test_sft_loss_is_the_mean_negative_log_likelihood_of_the_gold_tokens(generated):
+    """sft_update's loss against the model's own logits and a cross-entropy over response tokens;
+    and the step lowers it on the same rows."""
+    import sft
+    model, tokenizer = models.load_model("tiny")
+    args = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--method", "sft", "--prompts", "2", "--group", "2",
+                          "--lr", "3e-3"])
+    rows = sft.sft_rows(1, tokenizer, toytasks.triplets(generated)[:20], args)
+    assert len(rows) == 2 * 2 * 2 and all(r.response_ids[-1] == tokenizer.eos_token_id for r in rows)
+    with torch.no_grad():
+        total, count = 0.0, 0
+        for r in rows:
+            ids = torch.tensor([r.prompt_ids + r.response_ids])
+            logits = model(ids).logits[0, len(r.prompt_ids) - 1:-1]
+            total += torch.nn.functional.cross_entropy(logits, ids[0, len(r.prompt_ids):], reduction="sum").item()
+            count += len(r.response_ids)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    (_, counts), stats = sft.sft_update(model, optimizer, rows, args)
+    assert stats["loss"] == pytest.approx(total / count, rel=1e-4) and counts.sum() == count
+    _, after = sft.sft_update(model, torch.optim.SGD(model.parameters(), lr=0.0), rows, args)
+    assert after["loss"] < stats["loss"]
+
+
+@pytest.mark.parametrize("method", ["rlvr", "sft"])
+def test_rlvr_and_sft_runs_write_the_run_folder_and_resume_exactly(tmp_path, method):
+    def read(path):
+        with open(path) as f:
+            return [{k: v for k, v in json.loads(line).items() if not k.startswith("seconds/")} for line in f]
+    flags = ["--model", "tiny", "--preset", "cpu", "--method", method, "--data", "heldout", "--max-new-tokens", "8",
+             "--prompts", "2", "--group", "2", "--lr", "1e-3"]
+    whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
+    grpo.train(grpo.get_args(flags + ["--steps", "3", "--out", whole]))
+    grpo.train(grpo.get_args(flags + ["--steps", "2", "--out", split]))
+    grpo.train(grpo.get_args(["--resume", "--out", split, "--steps", "3"]))
+    metrics = read(os.path.join(whole, "metrics.jsonl"))
+    assert [m["step"] for m in metrics] == [1, 2, 3] and metrics == read(os.path.join(split, "metrics.jsonl"))
+    assert ("loss" in metrics[0]) == (method == "sft") and ("reward/solver/deduction" in metrics[0]) == (method == "rlvr")
+    assert "entropy/solver/abduction" in metrics[0] and "valid_rate/deduction" not in metrics[0]
+    from safetensors.torch import load_file
+    a = load_file(os.path.join(whole, "checkpoints", "step_000003", "model.safetensors"))
+    b = load_file(os.path.join(split, "checkpoints", "step_000003", "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 class AutoTokenizerStub:
@@ -476,20 +533,24 @@ def small_base(tmp_path_factory):
 
 @pytest.mark.slow
 def test_update_learns_the_tasks_it_is_rewarded_on(small_base):
-    """rlvr.rlvr (grpo's rollout and update, the solver's rewards) on 16 fixed held-out
+    """rlvr.rlvr_rollouts and grpo.update (the solver's rewards) on 16 fixed held-out
     deduction tasks for 30 steps: the solver must get them right far more often (on the full first
     toy base, toy-v1: 29 % -> 76 % of samples at temperature 1). This is the loop's own learning, without the
     proposer: a sign error in the advantage, a mask off by one or a detached loss leaves it flat."""
     torch.set_num_threads(2)
     model, tokenizer = models.load_model(small_base)
-    args = grpo.get_args(["--model", small_base, "--preset", "toy", "--prompts", "16"])
+    args = grpo.get_args(["--model", small_base, "--preset", "toy", "--method", "rlvr", "--task-types", "deduction",
+                          "--prompts", "16"])
     tasks = toytasks.heldout()[:16]  # depth 1: the reduced base solves some of them
 
     def accuracy():
         return sum(toyworld.solved(model, tokenizer, "deduction", tasks, 1.0, 8)) / len(tasks)
 
     before = accuracy()
-    rlvr.rlvr(model, tokenizer, tasks, 30, args)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    for step in range(1, 31):
+        rows, _, _ = rlvr.rlvr_rollouts(step, model, tokenizer, tasks, args)
+        grpo.update(model, optimizer, [r for r in rows if r.task_type == "deduction"], args)
     after = accuracy()
     assert after > before + 0.2, (before, after)
 

@@ -1,0 +1,270 @@
+"""
+The study's six findings, each checked against saved numbers.
+
+"Towards Understanding Self-play for LLM Reasoning" (arXiv 2510.27072) compares AZR self-play
+(arXiv 2505.03335) with RLVR and SFT started from the same base, and reports six findings. Each
+function below takes the numbers a reproduction saved (reproduce.py writes them to numbers.json)
+and returns one record:
+  finding    what the study found, in one line;
+  criterion  the test applied to the numbers, written out with its thresholds;
+  numbers    the numbers the verdict rests on: {label: [one value per seed]};
+  verdict    "reproduced", "not reproduced" or "inconclusive".
+Nothing here trains, samples or loads a model: every verdict can be recomputed from numbers.json.
+
+The numbers: {"n": samples per problem (the largest k), "methods": {method: {field: [one entry per
+seed]}}}, methods among base, azr (learnability reward), azr-peaked, azr-frozen, rlvr, sft, and
+the fields:
+  pass_at_k   {benchmark: {k: pass@k}}, k written as a string (a JSON key);
+  entropy     {role: {"first": mean over the first window of steps, "last": over the last window,
+              "mean": over all steps}}, each the mean over task types of the token entropy logged
+              during training;
+  sparsity    {"bf16_exact", "bf16_tol", "exact", "tol"}: the fraction of parameters unchanged
+              from the base, exactly or within the tolerance, in bf16 or in the checkpoint dtype;
+  curriculum  {"first_half", "second_half"}: the mean solve rate of the valid proposed tasks in
+              each half of training; "spearman": of solve rate against response length.
+
+Seeds. A difference of two means d = mean(a) - mean(b) decides a comparison only when |d| exceeds
+the spread: the larger of the two sample standard deviations (n - 1) across seeds, and never less
+than the resolution of the quantity (RESOLUTION: half a point of pass@k, 0.005 nats of entropy...),
+so that a difference of 1e-4 nats between two runs of one seed decides nothing. Inside the spread
+the comparison is undecided. With one seed the spread is the resolution alone: such a verdict
+says nothing about the noise between seeds.
+A finding is reproduced when every comparison it makes comes out as the study found, not
+reproduced when any comes out the other way, and inconclusive otherwise (a comparison undecided,
+or its numbers missing).
+"""
+
+import math
+
+VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+RL_METHODS = ("azr", "rlvr")  # the methods whose pass@k the first finding compares with the base
+HELP_MARGIN = 0.02            # finding 5: the peaked reward "does not help" if its pass@1 is at most 2 points above
+ENTROPY_TOL = 0.1             # finding 5: entropy changes (nats) this close count as unchanged
+# the smallest difference that decides, per quantity, whatever the seeds' spread
+RESOLUTION = {"pass@k": 0.005, "entropy": 0.005, "sparsity": 1e-4, "solve rate": 0.01, "spearman": 0.05}
+
+
+# -----------------------------------------------------------------------------
+# Comparisons across seeds
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+def std(values):
+    """Sample standard deviation (n - 1); 0 for fewer than two values."""
+    if len(values) < 2:
+        return 0.0
+    m = mean(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def greater(a, b, margin=0.0, resolution=0.0):
+    """Is mean(a) - mean(b) above margin? True if it is by more than the spread (the larger seed
+    std of a and b, at least `resolution`), False if it is below by more than the spread, None if
+    within it or if a side has no values."""
+    if not a or not b:
+        return None
+    d, spread = mean(a) - mean(b) - margin, max(std(a), std(b), resolution)
+    return True if d > spread else False if d < -spread else None
+
+
+def within(a, b, tol, resolution=0.0):
+    """Do mean(a) and mean(b) agree within tol? True if |d| + spread <= tol (even at the spread's
+    edge), False if |d| - spread > tol, None between, or if a side has no values; the spread as
+    in `greater`."""
+    if not a or not b:
+        return None
+    d, spread = abs(mean(a) - mean(b)), max(std(a), std(b), resolution)
+    return True if d + spread <= tol else False if d - spread > tol else None
+
+
+def verdict(checks):
+    """ "not reproduced" if any check came out the other way, "reproduced" if all came out as the
+    study found, else "inconclusive"."""
+    checks = list(checks)
+    if any(c is False for c in checks):
+        return "not reproduced"
+    if checks and all(c is True for c in checks):
+        return "reproduced"
+    return "inconclusive"
+
+
+def record(finding, criterion, numbers, checks):
+    return {"finding": finding, "criterion": criterion, "numbers": numbers, "verdict": verdict(checks)}
+
+
+# -----------------------------------------------------------------------------
+# Reading the saved numbers: one value per seed, missing ones left out
+
+
+def finite(values):
+    return [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+
+
+def entries(numbers, method, field):
+    """A method's per-seed entries of one field ([] when the method or field is missing)."""
+    return [e for e in numbers.get("methods", {}).get(method, {}).get(field) or [] if e is not None]
+
+
+def largest_k(numbers):
+    return int(numbers.get("n") or 0)
+
+
+def pass_at(numbers, method, k):
+    """Per seed: pass@k averaged over the benchmarks (every task type counts as one)."""
+    values = []
+    for curves in entries(numbers, method, "pass_at_k"):
+        at_k = finite([c.get(str(k)) for c in curves.values()])
+        if at_k and len(at_k) == len(curves):
+            values.append(mean(at_k))
+    return values
+
+
+def entropy(numbers, method, role, which):
+    """Per seed: a role's mean entropy over the first window, last window or all steps."""
+    return finite([e.get(role, {}).get(which) for e in entries(numbers, method, "entropy")])
+
+
+def entropy_change(numbers, method, role):
+    """Per seed: last window minus first window."""
+    return finite([e[role]["last"] - e[role]["first"] for e in entries(numbers, method, "entropy")
+                   if role in e and None not in (e[role].get("first"), e[role].get("last"))])
+
+
+def field(numbers, method, group, name):
+    return finite([e.get(name) for e in entries(numbers, method, group)])
+
+
+# -----------------------------------------------------------------------------
+# The six findings
+
+
+def decided(quantity):
+    """The end of a criterion: when a difference decides."""
+    return f"a difference decides only beyond the larger seed std, and never below {RESOLUTION[quantity]:g}"
+
+
+def finding_pass_at_k(numbers, methods=RL_METHODS):
+    k = largest_k(numbers)
+    res = RESOLUTION["pass@k"]
+    base1, basek = pass_at(numbers, "base", 1), pass_at(numbers, "base", k)
+    shown, checks = {"base pass@1": base1, f"base pass@{k}": basek}, []
+    for m in methods:
+        p1, pk = pass_at(numbers, m, 1), pass_at(numbers, m, k)
+        gain1 = [v - mean(base1) for v in p1] if base1 else []
+        gaink = [v - mean(basek) for v in pk] if basek else []
+        shown.update({f"{m} pass@1": p1, f"{m} pass@{k}": pk, f"{m} gain@1": gain1, f"{m} gain@{k}": gaink})
+        checks += [greater(p1, base1, resolution=res), greater(gain1, gaink, resolution=res)]
+    return record(
+        "1. pass@k: RL-trained models gain at small k; the base catches up at large k",
+        f"for each of {', '.join(methods)}, with pass@k averaged over the benchmarks: pass@1 above the base's, and the "
+        f"gain over the base at the largest k (k = {k}) smaller than the gain at k = 1 (the base ahead at k = {k} "
+        f"counts too); {decided('pass@k')}",
+        shown, checks)
+
+
+def finding_entropy_collapse(numbers):
+    res = RESOLUTION["entropy"]
+    shown, checks = {}, []
+    for role in ("proposer", "solver"):
+        first, last = entropy(numbers, "azr", role, "first"), entropy(numbers, "azr", role, "last")
+        shown.update({f"azr {role} first window": first, f"azr {role} last window": last})
+        checks.append(greater(first, last, resolution=res))
+    proposer, solver = entropy(numbers, "azr", "proposer", "mean"), entropy(numbers, "azr", "solver", "mean")
+    shown.update({"azr proposer mean": proposer, "azr solver mean": solver})
+    checks.append(greater(proposer, solver, resolution=res))
+    return record(
+        "2. entropy collapses in both roles of AZR; the proposer's stays above the solver's",
+        "AZR (learnability reward): for the proposer and for the solver, the mean token entropy over the last quarter "
+        "of the steps below that over the first quarter (two steps at least); and the proposer's entropy, averaged "
+        f"over all steps, above the solver's; entropies in nats, averaged over task types; {decided('entropy')}",
+        shown, checks)
+
+
+def finding_frozen_proposer(numbers):
+    frozen, azr = entropy(numbers, "azr-frozen", "solver", "last"), entropy(numbers, "azr", "solver", "last")
+    frozen1, azr1 = pass_at(numbers, "azr-frozen", 1), pass_at(numbers, "azr", 1)
+    return record(
+        "3. a frozen proposer keeps entropy higher and makes less progress",
+        "the solver's entropy over the last quarter of the steps higher with a frozen proposer than in AZR with a "
+        f"learned one ({decided('entropy')}); and pass@1, averaged over the benchmarks, lower with the frozen "
+        f"proposer (from the same base, the same as a smaller gain; {decided('pass@k')})",
+        {"azr-frozen solver last window": frozen, "azr solver last window": azr,
+         "azr-frozen pass@1": frozen1, "azr pass@1": azr1},
+        [greater(frozen, azr, resolution=RESOLUTION["entropy"]), greater(azr1, frozen1, resolution=RESOLUTION["pass@k"])])
+
+
+def finding_sparsity(numbers):
+    rlvr, azr, sft = (field(numbers, m, "sparsity", "bf16_exact") for m in ("rlvr", "azr", "sft"))
+    res = RESOLUTION["sparsity"]
+    return record(
+        "4. update sparsity: RLVR updates fewer parameters than AZR, AZR fewer than SFT",
+        "the sparsity of the final checkpoint against the base in the bf16 view with exact zeros (the fraction of "
+        f"parameters whose value rounded to bf16 is unchanged): RLVR above AZR and AZR above SFT; {decided('sparsity')}",
+        {"rlvr sparsity (bf16, exact)": rlvr, "azr sparsity (bf16, exact)": azr, "sft sparsity (bf16, exact)": sft},
+        [greater(rlvr, azr, resolution=res), greater(azr, sft, resolution=res)])
+
+
+def finding_peaked_reward(numbers, margin=HELP_MARGIN, tol=ENTROPY_TOL):
+    peaked1, azr1 = pass_at(numbers, "azr-peaked", 1), pass_at(numbers, "azr", 1)
+    shown = {"azr-peaked pass@1": peaked1, "azr pass@1": azr1}
+    checks = [greater(azr1, peaked1, -margin, RESOLUTION["pass@k"])]  # peaked - azr below the margin
+    for role in ("proposer", "solver"):
+        peaked, azr = entropy_change(numbers, "azr-peaked", role), entropy_change(numbers, "azr", role)
+        shown.update({f"azr-peaked {role} entropy change": peaked, f"azr {role} entropy change": azr})
+        checks.append(within(peaked, azr, tol, RESOLUTION["entropy"]))
+    return record(
+        "5. the peaked proposer reward does not help and leaves the entropy dynamics unchanged",
+        f"pass@1, averaged over the benchmarks, with the peaked reward at most {100 * margin:g} points above AZR's "
+        f"with the learnability reward, or below it ({decided('pass@k')}); and for each role the entropy change "
+        f"(last quarter of the steps minus first quarter) of the two within {tol:g} nats of each other, the spread "
+        f"(the larger seed std, at least {RESOLUTION['entropy']:g}) added to the difference for agreement and taken "
+        "from it for a failure",
+        shown, checks)
+
+
+def finding_curriculum(numbers):
+    first, second = field(numbers, "azr", "curriculum", "first_half"), field(numbers, "azr", "curriculum", "second_half")
+    rho = field(numbers, "azr", "curriculum", "spearman")
+    return record(
+        "6. the proposer's tasks get harder over training; responses get longer on harder tasks",
+        "AZR (learnability reward), all task types together: the mean solve rate of the valid proposed tasks in the "
+        f"second half of the steps below that in the first half ({decided('solve rate')}); and the Spearman "
+        f"correlation of a task's solve rate with the solver's mean response length on it below 0 ({decided('spearman')})",
+        {"azr solve rate, first half": first, "azr solve rate, second half": second, "azr Spearman": rho},
+        [greater(first, second, resolution=RESOLUTION["solve rate"]),
+         greater([0.0], rho, resolution=RESOLUTION["spearman"])])
+
+
+FINDINGS = (finding_pass_at_k, finding_entropy_collapse, finding_frozen_proposer, finding_sparsity,
+            finding_peaked_reward, finding_curriculum)
+
+
+def all_findings(numbers):
+    """The six records, in the study's order."""
+    return [f(numbers) for f in FINDINGS]
+
+
+# -----------------------------------------------------------------------------
+# The table
+
+
+def show_values(values):
+    """A seed list as text: the value for one seed, mean ± std for several, a dash for none."""
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{mean(values):.4g} ± {std(values):.2g} ({len(values)} seeds)"
+
+
+def verdict_table(records):
+    """A Markdown table of the records: finding, verdict, criterion, numbers."""
+    cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| finding | verdict | criterion | numbers |", "|---|---|---|---|"]
+    for r in records:
+        numbers = "; ".join(f"{label} = {show_values(v)}" for label, v in r["numbers"].items())
+        lines.append(f"| {cell(r['finding'])} | **{r['verdict']}** | {cell(r['criterion'])} | {cell(numbers)} |")
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""
+Rollouts: prompts in, sampled responses out as Rows, the unit every training method works on.
+
+A Row is one prompt and one response as token ids, with its role (proposer or solver), task type,
+prompt group, reward, and whether it trains. AZR self-play (grpo.py), RLVR (rlvr.py) and SFT
+(sft.py) all build Rows; the update batches them back into tensors (`micro_batches`).
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from chat import completion, render_prompt, resolve_template
+from sampling import sample
+
+
+@dataclass
+class Row:
+    prompt_ids: list
+    response_ids: list   # ends with the eos unless truncated; eos stays in the loss
+    role: str            # 'proposer' or 'solver'
+    task_type: str
+    prompt: int          # prompt id within the step: the GRPO / Dr. GRPO group
+    reward: float = 0.0
+    truncated: bool = False
+    train: bool = True   # False: no gradient (a frozen proposer)
+
+
+def autocast(args, device):
+    """bf16 autocast for one forward (and its backward), or nothing. Its cache of bf16 weight
+    copies is off: a copy kept across an optimizer step would be stale (a later mini-batch's
+    ratio would stay 1), and one first made under no_grad carries no autograd link on older torch."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(args.amp), cache_enabled=False)
+
+
+def rollout(model, tokenizer, user_texts, n, args, seed, role, task_type, first_prompt):
+    """n samples of each user text, as Rows (reward still 0) and their response texts as the model
+    said them (chat.completion: with the r1 scaffold, after the prefilled <think>)."""
+    template = resolve_template(tokenizer, args.template)
+    prompts = [render_prompt(tokenizer, text, template) for text in user_texts]
+    with autocast(args, model.device):
+        out = sample(model, tokenizer, prompts, n, args.max_new_tokens, args.temperature, 1.0, seed, args.gen_batch,
+                     engine=getattr(args, "sampler", "loop"))
+    rows = []
+    for b in range(len(out["texts"])):
+        response = out["response_mask"][b].bool()
+        prompt = out["attention_mask"][b].bool() & ~response
+        rows.append(Row(out["input_ids"][b][prompt].tolist(), out["input_ids"][b][response].tolist(), role,
+                        task_type, first_prompt + int(out["prompt_index"][b]), truncated=bool(out["truncated"][b])))
+    return rows, [completion(t, template) for t in out["texts"]], out["prompt_index"].tolist()
+
+
+def micro_batches(rows, size, device):
+    """Right-padded (input_ids, attention_mask, response_mask) batches of at most `size` rows."""
+    for start in range(0, len(rows), size):
+        part = rows[start:start + size]
+        width = max(len(r.prompt_ids) + len(r.response_ids) for r in part)
+        ids = torch.zeros(len(part), width, dtype=torch.long)
+        attention = torch.zeros(len(part), width, dtype=torch.long)
+        response = torch.zeros(len(part), width, dtype=torch.long)
+        for b, r in enumerate(part):
+            p, n = len(r.prompt_ids), len(r.response_ids)
+            ids[b, :p + n] = torch.tensor(r.prompt_ids + r.response_ids)
+            attention[b, :p + n] = 1
+            response[b, p:p + n] = 1
+        yield start, ids.to(device), attention.to(device), response.to(device)
+
+
+def placed(values, response):
+    """Per-row response-token values laid out on a batch's (B, T) response mask, 0 elsewhere."""
+    out = torch.zeros(response.shape, dtype=values[0].dtype, device=response.device)
+    return out.masked_scatter(response.bool(), torch.cat(values))

@@ -1,0 +1,169 @@
+"""findings.py: planted numbers that pass each finding, fail it, or leave it undecided across seeds."""
+
+import json
+import re
+
+import pytest
+
+import findings
+
+# One seed of numbers that reproduce all six findings: (method, quantity) -> per-seed values.
+PASSING = {
+    ("base", "pass@1"): [0.10], ("base", "pass@32"): [0.60],
+    ("azr", "pass@1"): [0.20], ("azr", "pass@32"): [0.62],            # gain 0.10 at k = 1, 0.02 at k = 32
+    ("rlvr", "pass@1"): [0.18], ("rlvr", "pass@32"): [0.58],          # the base ahead at k = 32
+    ("azr-peaked", "pass@1"): [0.19], ("azr-peaked", "pass@32"): [0.61],
+    ("azr-frozen", "pass@1"): [0.12], ("azr-frozen", "pass@32"): [0.60],
+    ("sft", "pass@1"): [0.11], ("sft", "pass@32"): [0.50],
+    ("azr", "proposer first"): [2.0], ("azr", "proposer last"): [1.5],
+    ("azr", "solver first"): [1.5], ("azr", "solver last"): [1.0],
+    ("azr-peaked", "proposer first"): [2.0], ("azr-peaked", "proposer last"): [1.55],
+    ("azr-peaked", "solver first"): [1.5], ("azr-peaked", "solver last"): [0.98],
+    ("azr-frozen", "solver first"): [1.5], ("azr-frozen", "solver last"): [1.4],
+    ("rlvr", "sparsity"): [0.9], ("azr", "sparsity"): [0.7], ("sft", "sparsity"): [0.1],
+    ("azr", "first_half"): [0.5], ("azr", "second_half"): [0.3], ("azr", "spearman"): [-0.4],
+}
+
+
+def build(flat):
+    """numbers.json as reproduce.py writes it, from {(method, quantity): per-seed values}; a
+    one-value list stands for every seed of its method."""
+    numbers = {"n": 32, "methods": {}}
+    for method in {m for m, _ in flat}:
+        mine = {q: v for (m, q), v in flat.items() if m == method}
+        seeds = max(len(v) for v in mine.values())
+        at = lambda q, s: mine[q][s if len(mine[q]) > 1 else 0] if q in mine else None  # noqa: E731
+        entry = {"pass_at_k": [], "entropy": [], "sparsity": [], "curriculum": []}
+        for s in range(seeds):
+            if "pass@1" in mine:
+                curve = {"1": at("pass@1", s), "32": at("pass@32", s)}
+                entry["pass_at_k"].append({"toy deduction": curve, "toy abduction": dict(curve)})
+            roles = {}
+            for role in ("proposer", "solver"):
+                first, last = at(f"{role} first", s), at(f"{role} last", s)
+                if first is not None:
+                    middle = at(f"{role} mean", s)
+                    roles[role] = {"first": first, "last": last, "mean": (first + last) / 2 if middle is None else middle}
+            if roles:
+                entry["entropy"].append(roles)
+            if "sparsity" in mine:
+                entry["sparsity"].append({"bf16_exact": at("sparsity", s), "bf16_tol": 1.0, "exact": 0.0, "tol": 1.0})
+            if "first_half" in mine:
+                entry["curriculum"].append({k: at(k, s) for k in ("first_half", "second_half", "spearman")})
+        numbers["methods"][method] = entry
+    return numbers
+
+
+def verdicts(flat):
+    return [r["verdict"] for r in findings.all_findings(build(flat))]
+
+
+def test_planted_numbers_reproduce_every_finding():
+    assert verdicts(PASSING) == ["reproduced"] * 6
+
+
+# (finding number, what changes): each makes its finding come out the other way
+FAILING = [
+    (1, {("rlvr", "pass@1"): [0.05]}),                                  # no gain at k = 1
+    (1, {("rlvr", "pass@32"): [0.90]}),                                 # the gain grows with k: no catching up
+    # the entropy rises (the peaked run's too, so that finding 5 still sees the same dynamics)
+    (2, {("azr", "proposer last"): [2.3], ("azr-peaked", "proposer last"): [2.35]}),
+    (2, {("azr", "solver first"): [0.9], ("azr-peaked", "solver first"): [0.88]}),
+    (2, {("azr", "proposer mean"): [1.0]}),                             # the solver's (1.25) above the proposer's
+    (3, {("azr-frozen", "solver last"): [0.6]}),                        # the frozen proposer's solver collapses more
+    (3, {("azr-frozen", "pass@1"): [0.30]}),                            # and progresses more
+    (4, {("rlvr", "sparsity"): [0.5]}),                                 # RLVR denser than AZR
+    (4, {("sft", "sparsity"): [0.95]}),                                 # SFT sparser than AZR
+    (5, {("azr-peaked", "pass@1"): [0.30]}),                            # the peaked reward helps by 10 points
+    (5, {("azr-peaked", "solver last"): [1.9]}),                        # and changes the solver's entropy
+    (6, {("azr", "second_half"): [0.7]}),                               # tasks get easier
+    (6, {("azr", "spearman"): [0.4]}),                                  # harder tasks, shorter answers
+]
+
+
+@pytest.mark.parametrize("finding, change", FAILING, ids=[f"{f}-{list(c)[0]}" for f, c in FAILING])
+def test_planted_failures_are_not_reproduced(finding, change):
+    got = verdicts({**PASSING, **change})
+    assert got[finding - 1] == "not reproduced"
+    assert got[:finding - 1] + got[finding:] == ["reproduced"] * 5  # the others untouched
+
+
+# three seeds whose spread covers the difference: each finding undecided
+OVERLAPPING = [
+    (1, {("rlvr", "pass@1"): [0.03, 0.23, 0.13]}),                      # mean 0.13 vs base 0.10, std 0.10
+    (2, {("azr", "proposer mean"): [1.0, 1.6, 1.3]}),                   # mean 1.3 vs the solver's 1.25, std 0.3
+    (3, {("azr-frozen", "solver last"): [0.5, 1.5, 1.1]}),              # mean 1.03 vs 1.0, std 0.5
+    (4, {("rlvr", "sparsity"): [0.95, 0.55, 0.75]}),                    # mean 0.75 vs 0.7, std 0.2
+    (5, {("azr-peaked", "pass@1"): [0.12, 0.32, 0.22]}),                # mean 0.22: 2 points up, std 0.1
+    (6, {("azr", "spearman"): [-0.6, 0.4, -0.1]}),                      # mean -0.1, std 0.5
+]
+
+
+@pytest.mark.parametrize("finding, change", OVERLAPPING, ids=[str(f) for f, _ in OVERLAPPING])
+def test_differences_inside_the_seed_spread_are_inconclusive(finding, change):
+    got = verdicts({**PASSING, **change})
+    assert got[finding - 1] == "inconclusive"
+    assert got[:finding - 1] + got[finding:] == ["reproduced"] * 5
+
+
+def test_the_same_difference_decides_once_the_seeds_agree():
+    spread = {("azr", "pass@1"): [0.02, 0.22, 0.12]}
+    tight = {("azr", "pass@1"): [0.19, 0.20, 0.21]}
+    assert verdicts({**PASSING, **spread})[0] == "inconclusive"
+    assert verdicts({**PASSING, **tight})[0] == "reproduced"
+
+
+def test_one_seed_differences_below_the_resolution_decide_nothing():
+    # 1e-4 nats between proposer and solver, and between first and last window: ties, not findings
+    flat = {**PASSING, ("azr", "proposer first"): [5.5418], ("azr", "proposer last"): [5.5417],
+            ("azr", "solver first"): [5.5419], ("azr", "solver last"): [5.5418]}
+    assert verdicts(flat)[1] == "inconclusive"
+
+
+@pytest.mark.parametrize("missing, finding", [("base", 1), ("azr-frozen", 3), ("sft", 4), ("azr-peaked", 5)])
+def test_a_missing_method_leaves_its_finding_inconclusive(missing, finding):
+    got = verdicts({k: v for k, v in PASSING.items() if k[0] != missing})
+    assert got[finding - 1] == "inconclusive"
+
+
+def test_no_numbers_at_all_is_inconclusive_everywhere():
+    assert verdicts({}) == ["inconclusive"] * 6
+    assert [r["verdict"] for r in findings.all_findings({})] == ["inconclusive"] * 6
+
+
+def test_a_missing_spearman_is_inconclusive_not_a_failure():
+    assert verdicts({**PASSING, ("azr", "spearman"): [None]})[5] == "inconclusive"
+    assert verdicts({**PASSING, ("azr", "spearman"): [float("nan")]})[5] == "inconclusive"
+
+
+def test_records_hold_the_four_fields_and_survive_json():
+    numbers = build(PASSING)
+    records = findings.all_findings(json.loads(json.dumps(numbers)))
+    assert records == findings.all_findings(numbers)
+    for r in records:
+        assert set(r) == {"finding", "criterion", "numbers", "verdict"} and r["verdict"] in findings.VERDICTS
+        assert all(isinstance(v, list) for v in r["numbers"].values())
+    assert "0.005" in records[0]["criterion"] and "k = 32" in records[0]["criterion"]
+
+
+def test_the_comparisons():
+    assert findings.greater([2.0], [1.0]) is True and findings.greater([1.0], [2.0]) is False
+    assert findings.greater([1.0], [1.0]) is None and findings.greater([], [1.0]) is None
+    assert findings.greater([1.0, 3.0], [1.5]) is None                  # 0.5 inside std 1.41
+    assert findings.greater([1.2], [1.0], margin=0.1) is True           # 0.2 above a 0.1 margin
+    assert findings.greater([1.05], [1.0], resolution=0.1) is None
+    assert findings.within([1.0], [1.05], 0.1) is True and findings.within([1.0], [1.5], 0.1) is False
+    assert findings.within([1.0, 1.2], [1.05], 0.1) is None             # 0.05 + std 0.14 > 0.1 > 0.05 - 0.14
+    assert findings.std([1.0]) == 0.0 and findings.std([1.0, 3.0]) == pytest.approx(2 ** 0.5)
+
+
+def test_verdict_table_has_a_row_per_finding_and_escapes_pipes():
+    records = findings.all_findings(build(PASSING))
+    records[0] = {**records[0], "criterion": "abs|d| <= tol"}
+    lines = findings.verdict_table(records).splitlines()
+    assert lines[0] == "| finding | verdict | criterion | numbers |" and len(lines) == 2 + 6
+    assert all(len(re.findall(r"(?<!\\)\|", line)) == 5 for line in lines[2:])  # five unescaped: four cells
+    assert "abs\\|d\\|" in lines[2] and "**reproduced**" in lines[2]
+    assert "azr pass@1 = 0.2" in lines[2]
+    seeds = findings.verdict_table(findings.all_findings(build({**PASSING, ("azr", "pass@1"): [0.19, 0.20, 0.21]})))
+    assert "azr pass@1 = 0.2 ± 0.01 (3 seeds)" in seeds
