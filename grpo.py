@@ -19,6 +19,8 @@ pass as the log-probs (logprobs.py).
 The file reads in the order a step runs: settings, the advantage, the loss, the update, the loop;
 the rollouts it trains on are each method's (selfplay.py, rlvr.py, sft.py), the run folder it
 writes is described in runs.py.
+It is a little over 450 lines because its settings hold every flag that restores or departs from
+AZR's released behaviour, with the three presets; the mechanisms themselves are short.
 
     python grpo.py                # the toy base (toybase.py, built on first use), its toy preset
     python grpo.py --model <hub id or folder>

@@ -19,7 +19,8 @@ Everything lands in --out: runs/<method>-seed<k>/ (a grpo.py run folder, plus th
 evaluations heldout_eval.json, eval_benchmarks/ and sparsity.json) and report/ (report.md, its
 figures, numbers.json, findings.json). Stopped at any point, the same command resumes: a finished
 run is skipped, one without its final checkpoint continues (grpo.py --resume), a cached
-evaluation is read back.
+evaluation is read back. It runs a little over 450 lines: the study's phases are one pipeline a
+reader follows from training to verdicts, and each phase is a short function over the others'.
 
     python reproduce.py                                  # the toy base: 5 runs of 30 steps, one seed
     python reproduce.py --seeds 3 --out runs/study3      # three seeds: verdicts weigh the spread
