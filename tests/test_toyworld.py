@@ -522,9 +522,10 @@ class AutoTokenizerStub:
 
 @pytest.fixture(scope="module")
 def toy_base():
-    """The shipped toy-v2 base (bases/toy-v2): the base whose latent skill RL is meant to select."""
-    folder = models.builtin_folder("toy")
-    assert os.path.isfile(os.path.join(folder, "model.safetensors")), folder
+    """The shipped toy-v2 base (bases/toy-v2): the base whose latent skill RL is meant to select.
+    Taken from bases/ directly: if it is missing, fail at once instead of building it (an hour)."""
+    folder = os.path.join(models.SHIPPED, models.BUILTINS["toy"][0])
+    assert os.path.isfile(os.path.join(folder, "model.safetensors")), f"no shipped toy base in {folder}"
     return folder
 
 
