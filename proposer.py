@@ -248,6 +248,11 @@ def seed_induction():
                  message="Returns its argument unchanged.")]
 
 
+def new_buffers():
+    """The buffers of a fresh run, each holding its seed."""
+    return {"triplet": seed_triplets(), "induction": seed_induction()}
+
+
 def add_to_buffer(buffer, tasks):
     """Append the valid tasks not already in the buffer (by task_key). Returns how many joined."""
     known = {task_key(t) for t in buffer}
