@@ -40,13 +40,13 @@ from executor import close_pool
 from logprobs import grouped_sequence_logprobs_and_entropy, sequence_logprobs_and_entropy
 from chat import TEMPLATES
 from models import load_model, model_name_problem
-from proposer import PROPOSER_REWARDS, REWARD_LEVELS, load_buffer, save_buffer, seed_induction, seed_triplets
+from proposer import PROPOSER_REWARDS, REWARD_LEVELS, load_buffer, new_buffers, save_buffer
 from rlvr import data_problem, load_tasks, rlvr_rollouts
 from rollout import autocast, micro_batches, placed
 from selfplay import seed_buffers, self_play
 from runs import keep_lines_until, last_checkpoint, save_checkpoint
 from sft import sft_rows, sft_update
-from solver import TASK_TYPES
+from solver import FORMAT_RULES, TASK_TYPES
 
 # -----------------------------------------------------------------------------
 # Self-play: settings. Flags left unset take the preset's value; the full config is saved per run.
@@ -57,13 +57,14 @@ PRESETS = {
                 max_new_tokens=192, micro_batch=4, gen_batch=16, lr=1e-5, grad_ckpt=False, mini_batches=1,
                 template="auto", seed_tasks=0),
     # one 80 GB GPU, 0.5B-3B, AZR as released (scripts/selfplay/coder3b.sh, azr_ppo_trainer.yaml): 64
-    # tasks per (role, task type) with one sample each (rollout.n = 1), 384 sequences in mini-batches
-    # of 128 (three optimizer steps), n = 8 solve-rate samples, K = 6 references, 10 induction
-    # inputs, the R1 scaffold, 256 seed tasks. Float32 master weights with bf16 compute: a pure bf16
+    # tasks per (role, task type) with one sample each (rollout.n = 1), 384 sequences in ONE
+    # on-policy optimizer step (coder3b.sh's ppo_mini_batch_size=128 is overridden by main_azr_ppo.py
+    # to train_batch_size x problem types x 2 roles = 384), n = 8 solve-rate samples, K = 6
+    # references, 10 induction inputs, the R1 scaffold, 256 seed tasks. Float32 master weights with bf16 compute: a pure bf16
     # AdamW would round most 1e-6 updates away, which would fake the update sparsity the study
     # measures (3B: 12 GB weights + 12 grads + 25 Adam). Responses up to 1024 tokens, not 8096.
     "gpu": dict(dtype="float32", amp=True, prompts=64, group=1, solve_samples=8, references=6, induction_inputs=10,
-                max_new_tokens=1024, micro_batch=8, gen_batch=128, lr=1e-6, grad_ckpt=True, mini_batches=3,
+                max_new_tokens=1024, micro_batch=8, gen_batch=128, lr=1e-6, grad_ckpt=True, mini_batches=1,
                 template="r1", seed_tasks=256),
     # the toy base of toybase.py (0.9M parameters) on a laptop: 64 samples per role and task type,
     # so that each batch holds right answers too, and a learning rate for a small model
@@ -75,7 +76,7 @@ METHODS = ("azr", "rlvr", "sft")  # the study's three post-training methods, fro
 PRESET_STEPS = {"toy": 30}  # default --steps (else 20): toy's 30 take about 9 minutes on 2 cores
 
 
-def get_args(argv=None):
+def parser():
     p = argparse.ArgumentParser(prog="grpo.py", description="AZR self-play with a hand-written GRPO loss.")
     p.add_argument("--method", choices=METHODS, default="azr",
                    help="azr: self-play (proposer and solver); rlvr: the solver alone on --data, same loss; "
@@ -101,6 +102,10 @@ def get_args(argv=None):
                    help="prompt scaffold: r1 (AZR's, chat template blanked, <think> prefilled), chat (the tokenizer's "
                         "template), auto (chat if the tokenizer has a template, else r1)")
     p.add_argument("--max-new-tokens", type=int, help="longest response")
+    p.add_argument("--format", choices=FORMAT_RULES, default="released",
+                   help="the response format rule: released (AZR's: <think>..</think><answer>..</answer> at the "
+                        "start, anything after, the last <answer> read; solve rates read with no format check) "
+                        "or strict (exactly one of each tag and nothing after </answer>)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; log-probs use the same")
     p.add_argument("--advantage", choices=sorted(ADVANTAGE_MODES), default="trr++",
                    help="trr++: baseline per (role, task type), whitened over tokens (AZR as released); trr++-seq: "
@@ -121,7 +126,8 @@ def get_args(argv=None):
                    help="leave zero-variance groups out of the loss (AZR keeps them: they add tokens and the entropy bonus)")
     p.add_argument("--freeze-proposer", action="store_true", help="the proposer samples but gets no gradient")
     p.add_argument("--lr", type=float, help="AdamW learning rate")
-    p.add_argument("--mini-batches", type=int, help="optimizer steps per batch (AZR: 384 sequences / 128 = 3)")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (AZR: 0.01, verl's default)")
+    p.add_argument("--mini-batches", type=int, help="optimizer steps per batch (AZR: 1, all 384 sequences at once)")
     p.add_argument("--micro-batch", type=int, help="sequences per forward/backward (gradient accumulation)")
     p.add_argument("--gen-batch", type=int, help="sequences decoded at once")
     p.add_argument("--sampler", choices=["loop", "hf"], default="loop",
@@ -137,6 +143,11 @@ def get_args(argv=None):
                    help="bf16 autocast for each forward (weights and the optimizer step stay in --dtype)")
     p.add_argument("--save-every", type=int, default=10, help="checkpoint every this many steps (and at the end)")
     p.add_argument("--seed", type=int, default=0, help="seeds sampling and reference draws, step by step")
+    return p
+
+
+def get_args(argv=None):
+    p = parser()
     args = p.parse_args(argv)
     args.preset = args.preset or ("toy" if args.model == "toy" else "gpu" if torch.cuda.is_available() else "cpu")
     for key, value in PRESETS[args.preset].items():
@@ -160,7 +171,7 @@ def check_args(p, args):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-    for name in ("seed_tasks", "kl_coef", "entropy_coef", "clip_low", "clip_high"):
+    for name in ("seed_tasks", "kl_coef", "entropy_coef", "clip_low", "clip_high", "weight_decay"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must not be negative, not {getattr(args, name)}")
     if args.induction_inputs < 2:
@@ -429,17 +440,25 @@ def step_metrics(step, rows, entropy, records, stats, times, buffers, args):
     m["entropy/mean"] = (entropy_sum.sum() / entropy_count.sum().clamp(min=1)).item()
     m["truncated/mean"] = sum(r.truncated for r in rows) / len(rows)
     m.update(stats)
-    m["buffer/triplet"], m["buffer/induction"] = len(buffers["triplet"]), len(buffers["induction"])
+    m.update({f"buffer/{name}": len(buffer) for name, buffer in buffers.items()})
     m.update({f"seconds/{k}": v for k, v in times.items()})
     return m
+
+
+def load_buffers(checkpoint, buffers):
+    """The buffers saved with a checkpoint. A run saved before the triplet buffer was split in two
+    (one buffer_triplet.jsonl) starts both triplet buffers from it."""
+    def path(name):
+        return os.path.join(checkpoint, f"buffer_{name}.jsonl")
+    return {name: load_buffer(path(name) if os.path.exists(path(name)) else path("triplet")) for name in buffers}
 
 
 def train(args):
     """The run: load (or resume), seed the buffers, then one self-play step and one update per step."""
     if args.resume:
         steps = args.steps
-        with open(os.path.join(args.out, "config.json")) as f:
-            args = argparse.Namespace(**json.load(f))
+        with open(os.path.join(args.out, "config.json")) as f:  # a flag newer than the run takes its default
+            args = argparse.Namespace(**{**vars(parser().parse_args([])), **json.load(f)})
         args.resume = True  # the saved config was written by a fresh run
         args.steps = steps or args.steps  # a resumed run may be given more steps; nothing else changes
     else:
@@ -460,16 +479,17 @@ def train(args):
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "config.json"), "w") as f:
             json.dump(vars(args), f, indent=2)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
-    buffers = {"triplet": seed_triplets(), "induction": seed_induction()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    buffers = new_buffers()
     start = 0
     if checkpoint:
         state = torch.load(os.path.join(checkpoint, "trainer_state.pt"), weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
-        buffers = {name: load_buffer(os.path.join(checkpoint, f"buffer_{name}.jsonl")) for name in buffers}
+        buffers = load_buffers(checkpoint, buffers)
     elif args.seed_tasks and args.method == "azr":
-        seed_buffers(model, tokenizer, buffers, args)
+        with open(os.path.join(args.out, "seed_tasks.jsonl"), "w") as f:
+            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in seed_buffers(model, tokenizer, buffers, args))
         for name, buffer in buffers.items():
             save_buffer(os.path.join(args.out, f"seed_buffer_{name}.jsonl"), buffer)
     for name in ("metrics.jsonl", "tasks.jsonl"):

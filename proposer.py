@@ -19,7 +19,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 import executor
-from solver import PROGRAM_RULES, RESPONSE_FORMAT, extract_answer
+from solver import CODE_BLOCK, PROGRAM_RULES, RESPONSE_FORMAT, extract_answer, last_answer, well_formed
 
 IDENTITY = "def f(a):\n    return a"  # the seed program of both buffers (AZR section 3.3.1)
 NO_PARSE = "response does not parse"  # the reason that earns the -1 format penalty
@@ -40,6 +40,8 @@ class Task:
     valid: bool = True
     reason: str = ""           # why it is not valid
     solve_rate: float | None = None  # fraction of solver samples that solved it, once measured
+    formatted: bool = True     # the proposer's response passed the format rule (solver.well_formed);
+                               # a valid task whose response did not still joins its buffer (AZR as released)
 
 
 # -----------------------------------------------------------------------------
@@ -143,20 +145,35 @@ def induction_proposal_prompt(program, num_inputs):
 # Proposals into tasks
 
 BLOCK = re.compile(r"```(python|input|message)[ \t]*\n(.*?)```", re.DOTALL)
+# AZR's released parsers (rewards/code_reward.py: parse_code_input_output, parse_inputs_message):
+# the first code block (```python or a bare ```), the first ```input block, all ```input blocks
+# for induction, the first ```message block (or <message> tag, or "# Message:" line).
+FLAGS = re.DOTALL | re.IGNORECASE
+INPUT_BLOCK = re.compile(r"```input\s*\n?(.*?)\n?```", FLAGS)
+INPUT_LINE = re.compile(r"# Input:\s*(.*?)(?=\n```|$)", FLAGS)
+MESSAGE = [re.compile(p, FLAGS) for p in (r"```message\s*\n?(.*?)\n?```", r"<message>\s*(.*?)\s*</message>",
+                                          r"# Message:\s*(.*?)(?=\n```|$)")]
+DEF = re.compile(r"^\s*def\s+(\w+)\s*\(", re.MULTILINE)
 
 
-def parse_proposal(task_type, response):
+def parse_proposal(task_type, response, rule="released", num_inputs=None):
     """The blocks of a proposal, or None when the response does not parse. Never raises.
 
-    The blocks are read from the answer only (solver.extract_answer: a well-formed
-    <think> ... </think> <answer> ... </answer> response, as AZR reads proposals), so a response
-    without the tags does not parse even if it holds good blocks. A block is ```python, ```input
-    or ```message, a newline, its text, and a closing ```; blocks in other languages are ignored.
-    Every block read must hold non-blank text.
-      deduction, abduction: exactly one python and one input block -> {'program', 'input'}
-      induction: one or more input blocks and exactly one message block -> {'inputs', 'message'}
-                 (python blocks are ignored: the program is the buffer's, not the proposer's)"""
-    answer = extract_answer(response)
+      deduction, abduction -> {'program', 'input'}; induction -> {'inputs', 'message'} (python
+      blocks are ignored: the program is the buffer's, not the proposer's).
+    released (AZR's reading): the blocks are read from the text after the last <answer> with no
+      format check (the format decides the reward apart: Task.formatted). The program is the first
+      code block and must hold a `def`; the input the first ```input block (or a "# Input:" line).
+      Induction: at least num_inputs ```input blocks, of which the last num_inputs are kept (all
+      when num_inputs is None), and a message (a ```message block, a <message> tag or a
+      "# Message:" line).
+    strict: the blocks are read from a well-formed answer only (solver.extract_answer, strict). A
+      block is ```python, ```input or ```message, a newline, its text, and a closing ```; blocks in
+      other languages are ignored. Every block read must hold non-blank text. Exactly one python
+      and one input block; induction: one or more input blocks and exactly one message block."""
+    if rule == "released":
+        return _parse_released(task_type, response, num_inputs)
+    answer = extract_answer(response, rule)
     if answer is None:
         return None
     blocks = {"python": [], "input": [], "message": []}
@@ -173,6 +190,23 @@ def parse_proposal(task_type, response):
     return {"program": blocks["python"][0], "input": blocks["input"][0]}
 
 
+def _parse_released(task_type, response, num_inputs):
+    answer = last_answer(response)
+    if answer is None:
+        return None
+    if task_type == "induction":
+        inputs = [text.strip() for text in INPUT_BLOCK.findall(answer)]
+        message = next((m.group(1).strip() for m in (p.search(answer) for p in MESSAGE) if m), None)
+        if not inputs or len(inputs) < (num_inputs or 1) or message is None:
+            return None
+        return {"inputs": inputs[-num_inputs:] if num_inputs else inputs, "message": message}
+    code = CODE_BLOCK.search(answer)
+    given = INPUT_BLOCK.search(answer) or INPUT_LINE.search(answer)
+    if code is None or given is None or not DEF.search(code.group(1)):
+        return None
+    return {"program": code.group(1).strip(), "input": given.group(1).strip()}
+
+
 def _input_key(text):
     """Inputs that are the same value written differently ('[1,2]', '[1, 2]') count as one."""
     try:
@@ -186,14 +220,16 @@ def task_key(task):
     return task.program.strip(), tuple(_input_key(i) for i in task.inputs)
 
 
-def make_tasks(task_type, responses, step, buffer, programs=None, num_inputs=None, dedupe=False):
+def make_tasks(task_type, responses, step, buffer, programs=None, num_inputs=None, dedupe=False, rule="released"):
     """One Task per proposer response, in order, with valid, reason and outputs filled.
 
     All programs of the batch are run in one executor.validate call. A task is invalid when the
     response does not parse (reason NO_PARSE) or when validation fails (the executor's reason).
+    Responses are read by parse_proposal under `rule`; Task.formatted records well_formed(response, rule).
     Induction, as AZR's released code rules it (reward_managers.py, gen_code_f): programs[j] is
-    the buffer program shown in prompt j; the proposal must give exactly `num_inputs` inputs (the
-    number the prompt asked for), and every one must run on the program, else the task is invalid.
+    the buffer program shown in prompt j; the proposal must give `num_inputs` inputs (the number
+    the prompt asked for; released: at least that many, the last ones kept), and every one must
+    run on the program, else the task is invalid.
     dedupe (off in AZR's released code, which pays a repeated task like any other): a task equal by
     task_key to a task of `buffer` or to an earlier task of the same batch is invalid (DUPLICATE);
     a triplet is checked before it runs, an induction task before its inputs run.
@@ -204,13 +240,14 @@ def make_tasks(task_type, responses, step, buffer, programs=None, num_inputs=Non
     known = {task_key(t) for t in buffer} if dedupe else set()
     tasks, jobs = [], []
     for j, response in enumerate(responses):
-        proposal = parse_proposal(task_type, response)
+        proposal = parse_proposal(task_type, response, rule, num_inputs)
         program = programs[j] if task_type == "induction" else (proposal or {}).get("program", "")
+        formatted = well_formed(response, rule)
         if proposal is None:
-            tasks.append(Task(task_type, program, [], step=step, valid=False, reason=NO_PARSE))
+            tasks.append(Task(task_type, program, [], step=step, valid=False, reason=NO_PARSE, formatted=formatted))
             continue
         inputs = proposal["inputs"] if task_type == "induction" else [proposal["input"]]
-        task = Task(task_type, program, inputs, message=proposal.get("message", ""), step=step)
+        task = Task(task_type, program, inputs, message=proposal.get("message", ""), step=step, formatted=formatted)
         if task_type == "induction" and len(inputs) != num_inputs:
             task.valid, task.reason = False, f"{len(inputs)} inputs given, {num_inputs} asked for"
         elif dedupe and task_key(task) in known:
@@ -233,7 +270,10 @@ def make_tasks(task_type, responses, step, buffer, programs=None, num_inputs=Non
 
 
 # -----------------------------------------------------------------------------
-# Buffers: plain lists of valid Tasks, deduplicated by task_key
+# Buffers: plain lists of valid Tasks, one per task type, as AZR's released trainer keeps its
+# datasets (trainer/ppo/azr_ray_trainer.py, DatasetManager): deduction proposals in the deduction
+# buffer ('output'), abduction in the abduction one ('input'), induction tasks apart ('problem').
+# Both triplet buffers start from the same seed triplets; repeats are kept, as AZR keeps them.
 
 
 def seed_triplets():
@@ -248,19 +288,24 @@ def seed_induction():
                  message="Returns its argument unchanged.")]
 
 
+BUFFERS = ("deduction", "abduction", "induction")  # one per task type, named for it
+
+
 def new_buffers():
     """The buffers of a fresh run, each holding its seed."""
-    return {"triplet": seed_triplets(), "induction": seed_induction()}
+    return {"deduction": seed_triplets(), "abduction": seed_triplets(), "induction": seed_induction()}
 
 
-def add_to_buffer(buffer, tasks):
-    """Append the valid tasks not already in the buffer (by task_key). Returns how many joined."""
-    known = {task_key(t) for t in buffer}
+def add_to_buffer(buffer, tasks, dedupe=False):
+    """Append the valid tasks; with dedupe only those not already in the buffer (by task_key), as
+    AZR's seeding does (update_seed), where its training steps keep repeats. Returns how many joined."""
+    known = {task_key(t) for t in buffer} if dedupe else set()
     added = 0
     for task in tasks:
         if task.valid and task_key(task) not in known:
             buffer.append(task)
-            known.add(task_key(task))
+            if dedupe:
+                known.add(task_key(task))
             added += 1
     return added
 
@@ -349,11 +394,11 @@ REWARD_LEVELS = ("released", "paper")
 
 def proposer_reward(task, kind, levels="released"):
     """The proposer's reward for one task, kind a key of PROPOSER_REWARDS, r = PROPOSER_REWARDS[kind](r̄):
-        released: -1 if the response does not parse or its task is invalid; -0.5 if the solve rate
-                  r̄ is 0 or 1; r otherwise
-        paper:    -1 if the response does not parse; -0.5 if its task is invalid; r otherwise
-                  (every reward is 0 at r̄ = 0 and r̄ = 1)"""
-    if task.reason == NO_PARSE:
+        released: -1 if the response does not parse, fails the format rule, or its task is invalid;
+                  -0.5 if the solve rate r̄ is 0 or 1; r otherwise
+        paper:    -1 if the response does not parse or fails the format rule; -0.5 if its task is
+                  invalid; r otherwise (every reward is 0 at r̄ = 0 and r̄ = 1)"""
+    if task.reason == NO_PARSE or not task.formatted:
         return -1.0
     if not task.valid:
         return -1.0 if levels == "released" else -0.5

@@ -64,7 +64,8 @@ def rlvr_rollouts(step, model, tokenizer, tasks, args):
         new_rows, responses, index = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in chosen], args.group,
                                              args, next(seeds), "solver", task_type, len(rows))
         t1 = time.perf_counter()
-        for row, reward in zip(new_rows, solver_rewards(task_type, [chosen[i] for i in index], responses, train=True)):
+        for row, reward in zip(new_rows, solver_rewards(task_type, [chosen[i] for i in index], responses, train=True,
+                                                           rule=args.format)):
             row.reward = reward
         times["generate"] += t1 - t0
         times["execute"] += time.perf_counter() - t1

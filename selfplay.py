@@ -2,11 +2,11 @@
 AZR self-play's rollouts: the proposer's tasks, their solve rates and rewards, then the solver.
 
 One step (AZR arXiv 2505.03335, section 3.3, Algorithm 1): for each task type the proposer writes
---prompts x --group tasks (deduction and abduction prompts show --references triplets from the
-buffer; induction prompts show a buffer program and ask for --induction-inputs inputs and a
+--prompts x --group tasks (deduction and abduction prompts show --references triplets from their
+own buffer; induction prompts show a triplet program and ask for --induction-inputs inputs and a
 message); each valid one gets --solve-samples solver samples whose mean is its solve rate, which
-sets the proposer's reward; the solver then answers this step's valid tasks, topped up from the
-buffer. Before the first step, `seed_buffers` fills the buffers as AZR's released code does.
+sets the proposer's reward; the solver answers tasks of its type's buffer, the newest first, as
+AZR's released trainer draws them. Before the first step, `seed_buffers` fills the buffers.
 The update that follows is grpo.py's; RLVR's and SFT's steps are rlvr.py and sft.py.
 """
 
@@ -17,68 +17,92 @@ from dataclasses import asdict
 from tqdm import tqdm
 
 from proposer import (add_to_buffer, induction_proposal_prompt, make_tasks, proposal_prompt, proposer_reward,
-                      sample_references, task_key)
+                      sample_references)
 from rollout import rollout
 from solver import solver_prompt, solver_rewards
 
 
-def solver_tasks(fresh, buffer, n, rng):
-    """The solver's n tasks of a step: this step's valid proposals, distinct (by task_key) and
-    drawn at random, topped up from the buffer when there are fewer than n. Not the first n: those
-    would all come from the first prompt or two (one group of samples), near-copies of each other."""
-    distinct = list({task_key(t): t for t in fresh}.values())
-    chosen = rng.sample(distinct, min(n, len(distinct)))
-    return chosen + [rng.choice(buffer) for _ in range(n - len(chosen))]
+def solver_tasks(buffer, step, n, rng):
+    """The solver's n tasks of a step, as AZR's released trainer draws them (pred_data_mix_strategy
+    max_new, window 1: trainer/ppo/azr_ray_trainer.py, _create_train_code_pred_dataloader): the
+    buffer's new tasks (added at the previous step; at step 1 the seeds), drawn without
+    replacement, topped up uniformly from the whole buffer. Where AZR would fail (a buffer smaller
+    than the top-up: only with --seed-tasks 0) the top-up draws with replacement."""
+    new = [t for t in buffer if step - t.step <= 1]
+    chosen = rng.sample(new, min(n, len(new)))
+    rest = n - len(chosen)
+    return chosen + (rng.sample(buffer, rest) if rest <= len(buffer) else [rng.choice(buffer) for _ in range(rest)])
 
 
-def propose(model, tokenizer, task_type, buffers, args, rng, seed, step, first_prompt=0):
-    """args.prompts x args.group proposals of one task type, as (rows, tasks): the proposer prompts
-    show references from the triplet buffer (induction: one of its programs)."""
+def proposer_prompts(task_type, buffers, args, rng):
+    """The user texts of a step's args.prompts proposer prompts, and for induction the programs
+    they show. Deduction and abduction show args.references tasks of their own buffer; induction
+    shows a program drawn from the deduction and abduction buffers together, as AZR's code_f
+    proposer draws from its input and output datasets merged (get_snippets)."""
     if task_type == "induction":
-        programs = [rng.choice(buffers["triplet"]).program for _ in range(args.prompts)]
-        texts = [induction_proposal_prompt(p, args.induction_inputs) for p in programs]
-    else:
-        texts = [proposal_prompt(task_type, sample_references(buffers["triplet"], args.references, rng))
-                 for _ in range(args.prompts)]
+        programs = [rng.choice(buffers["deduction"] + buffers["abduction"]).program for _ in range(args.prompts)]
+        return [induction_proposal_prompt(p, args.induction_inputs) for p in programs], programs
+    return [proposal_prompt(task_type, sample_references(buffers[task_type], args.references, rng))
+            for _ in range(args.prompts)], None
+
+
+def propose(model, tokenizer, task_type, texts, programs, buffer, args, seed, step, first_prompt=0):
+    """args.group proposals for each prompt text, as (rows, tasks); programs: induction's, per text."""
     rows, responses, index = rollout(model, tokenizer, texts, args.group, args, seed, "proposer", task_type, first_prompt)
-    buffer = buffers["induction" if task_type == "induction" else "triplet"]
-    tasks = make_tasks(task_type, responses, step, buffer, [programs[i] for i in index] if task_type == "induction" else None,
-                       args.induction_inputs, args.duplicate_penalty)
+    tasks = make_tasks(task_type, responses, step, buffer, [programs[i] for i in index] if programs else None,
+                       args.induction_inputs, args.duplicate_penalty, args.format)
     return rows, tasks
 
 
 def seed_buffers(model, tokenizer, buffers, args, max_rounds=50):
-    """AZR's seeding (azr.seed_dataset in its released code): before any update, the base model
-    proposes until args.seed_tasks valid triplets (and induction tasks, when induction is trained)
-    fill the buffers, or max_rounds rounds of proposals have been made."""
-    wanted = {"triplet": args.seed_tasks if {"deduction", "abduction"} & set(args.task_types) else 0,
+    """AZR's seeding (azr.seed_dataset and _init_seed_dataset in its released code): before any
+    update, the base model proposes until args.seed_tasks distinct valid triplets (deduction and
+    abduction prompts both add to one seed set, which then starts both triplet buffers) and
+    induction tasks fill the buffers, or max_rounds rounds of proposals have been made. Returns a
+    record of every proposal made (the task, valid or not, and its round)."""
+    seed = buffers["deduction"]  # one list for both triplet types while seeding
+    pool = {"deduction": seed, "abduction": seed, "induction": buffers["induction"]}
+    triplets = [t for t in args.task_types if t != "induction"]
+    wanted = {"deduction": args.seed_tasks if triplets else 0,
               "induction": args.seed_tasks if "induction" in args.task_types else 0}
     bar = tqdm(total=sum(wanted.values()), desc="seeding the buffers", unit="task")
+    records = []
     for round_ in range(max_rounds):
-        missing = [name for name, n in wanted.items() if len(buffers[name]) < n]
+        missing = [t for t in args.task_types if len(pool[t]) < wanted["induction" if t == "induction" else "deduction"]]
         if not missing:
             break
         rng = random.Random(f"{args.seed}-seed-{round_}")
-        for k, task_type in enumerate(t for t in args.task_types if ("induction" if t == "induction" else "triplet") in missing):
-            _, tasks = propose(model, tokenizer, task_type, buffers, args, rng, args.seed * 1_000_003 - 1 - 7 * round_ - k, 0)
-            add_to_buffer(buffers["induction" if task_type == "induction" else "triplet"], tasks)
-        bar.n = sum(min(len(buffers[name]), n) for name, n in wanted.items())
+        for k, task_type in enumerate(missing):
+            texts, programs = proposer_prompts(task_type, pool, args, rng)
+            _, tasks = propose(model, tokenizer, task_type, texts, programs, pool[task_type], args,
+                               args.seed * 1_000_003 - 1 - 7 * round_ - k, 0)
+            add_to_buffer(pool[task_type], tasks, dedupe=True)
+            records += [{**asdict(t), "round": round_} for t in tasks]
+        bar.n = sum(min(len(pool[name]), n) for name, n in wanted.items())
         bar.refresh()
     bar.close()
-    if any(len(buffers[name]) < n for name, n in wanted.items()):
-        tqdm.write(f"seeding stopped after {max_rounds} rounds: {len(buffers['triplet'])} triplets, "
+    buffers["abduction"] = list(seed)
+    if any(len(pool[name]) < n for name, n in wanted.items()):
+        tqdm.write(f"seeding stopped after {max_rounds} rounds: {len(seed)} triplets, "
                    f"{len(buffers['induction'])} induction tasks")
+    return records
 
 
 def self_play(step, model, tokenizer, buffers, args):
     """One step of rollouts (AZR section 3.3, Algorithm 1): proposals, their solve rates and rewards,
-    then the solver on this step's valid tasks (topped up from the buffer). Returns the rows, one
-    record per proposal (the task, its proposer reward, the solver's mean response length on it)
-    and timings."""
+    then the solver on tasks from the buffers. Returns the rows, one record per proposal (the task,
+    its proposer reward, the solver's mean response length on it) and timings.
+
+    Every prompt of the step is drawn from the buffers as they stand at its start, and the step's
+    valid proposals join them at its end: AZR's released trainer builds all its dataloaders before
+    the step's first rollout, so this step's proposals reach the proposers and the solver from the
+    next step on (solver_tasks)."""
     rng = random.Random(f"{args.seed}-{step}")  # every draw derives from (seed, step): resume is exact
     seeds = iter(range(args.seed * 1_000_003 + step * 1_009, 1 << 62))
     rows, records, times = [], [], {"generate": 0.0, "execute": 0.0}
-    fresh = {}  # task type -> this step's valid proposals, the solver's first tasks
+    plans = {t: (*proposer_prompts(t, buffers, args, rng), solver_tasks(buffers[t], step, args.prompts, rng))
+             for t in args.task_types}
+    fresh = {}  # task type -> this step's valid proposals
 
     def timed(kind, fn, *a, **kw):
         t = time.perf_counter()
@@ -87,8 +111,10 @@ def self_play(step, model, tokenizer, buffers, args):
         return result
 
     for task_type in args.task_types:  # the proposer role
+        texts, programs, _ = plans[task_type]
         t = time.perf_counter()
-        new_rows, tasks = propose(model, tokenizer, task_type, buffers, args, rng, next(seeds), step, len(rows))
+        new_rows, tasks = propose(model, tokenizer, task_type, texts, programs, buffers[task_type], args, next(seeds),
+                                  step, len(rows))
         times["generate"] += time.perf_counter() - t  # the proposals' execution is a small part of it
         valid = [t for t in tasks if t.valid]
         lengths = {}
@@ -96,7 +122,8 @@ def self_play(step, model, tokenizer, buffers, args):
             tries, answers, owner = timed("generate", rollout, model, tokenizer,
                                           [solver_prompt(task_type, t) for t in valid], args.solve_samples, args,
                                           next(seeds), "solver", task_type, 0)
-            solved = timed("execute", solver_rewards, task_type, [valid[i] for i in owner], answers, train=False)
+            solved = timed("execute", solver_rewards, task_type, [valid[i] for i in owner], answers, train=False,
+                           rule=args.format)
             for i, task in enumerate(valid):
                 task.solve_rate = sum(s for s, o in zip(solved, owner) if o == i) / args.solve_samples
                 lengths[id(task)] = sum(len(r.response_ids) for r, o in zip(tries, owner) if o == i) / args.solve_samples
@@ -105,16 +132,17 @@ def self_play(step, model, tokenizer, buffers, args):
             row.train = not args.freeze_proposer
             records.append({**asdict(task), "proposer_reward": row.reward, "solver_response_len": lengths.get(id(task))})
         rows += new_rows
-        add_to_buffer(buffers["induction" if task_type == "induction" else "triplet"], valid)
         fresh[task_type] = valid
 
     for task_type in args.task_types:  # the solver role
-        buffer = buffers["induction" if task_type == "induction" else "triplet"]
-        chosen = solver_tasks(fresh[task_type], buffer, args.prompts, rng)
+        chosen = plans[task_type][2]
         new_rows, responses, index = timed("generate", rollout, model, tokenizer, [solver_prompt(task_type, t) for t in chosen],
                                            args.group, args, next(seeds), "solver", task_type, len(rows))
-        rewards = timed("execute", solver_rewards, task_type, [chosen[i] for i in index], responses, train=True)
+        rewards = timed("execute", solver_rewards, task_type, [chosen[i] for i in index], responses, train=True,
+                        rule=args.format)
         for row, reward in zip(new_rows, rewards):
             row.reward = reward
         rows += new_rows
+    for task_type in args.task_types:
+        add_to_buffer(buffers[task_type], fresh[task_type])
     return rows, records, times

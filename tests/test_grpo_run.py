@@ -1,5 +1,6 @@
 """grpo.py end to end on the tiny model: the run folder, checkpoints, and exact resume."""
 
+import collections
 import itertools
 import json
 import os
@@ -13,6 +14,7 @@ from transformers import AutoModelForCausalLM
 import grpo
 import rollout
 import selfplay
+from models import load_model
 
 FAST = ["--model", "tiny", "--preset", "cpu", "--task-types", "deduction,induction", "--max-new-tokens", "12",
         "--prompts", "2", "--group", "2", "--solve-samples", "2", "--lr", "1e-2"]
@@ -23,7 +25,7 @@ def varied_rewards(monkeypatch):
     """The random tiny model never writes a well-formed answer, so every reward would be -1 and no
     group would carry a gradient. Reward by response length instead, to exercise the update."""
     monkeypatch.setattr(selfplay, "solver_rewards",
-                        lambda task_type, tasks, responses, train=True: [len(r) % 3 - 1.0 for r in responses])
+                        lambda task_type, tasks, responses, train=True, rule="released": [len(r) % 3 - 1.0 for r in responses])
 
 
 def read_jsonl(path):
@@ -88,15 +90,64 @@ def test_bad_task_types_are_refused_with_one_line(capsys):
     assert "unknown ['sorting']" in capsys.readouterr().err
 
 
-def test_solver_tasks_are_distinct_fresh_proposals_drawn_from_all_prompts_then_the_buffer():
-    from proposer import Task, task_key
-    fresh = [Task("deduction", f"def f(a):\n    return a + {k // 4}", [str(k % 2)], [""]) for k in range(40)]
-    buffer = [Task("deduction", "def f(a):\n    return a", ["7"], ["7"])]
-    chosen = selfplay.solver_tasks(fresh, buffer, 8, random.Random(0))
-    assert len({task_key(t) for t in chosen}) == 8 and all(t in fresh for t in chosen)
-    assert max(fresh.index(t) for t in chosen) >= 8  # not just the first prompts' proposals
-    few = selfplay.solver_tasks(fresh[:4] * 3, buffer, 8, random.Random(0))  # 2 distinct tasks, repeated
-    assert len({task_key(t) for t in few[:2]}) == 2 and few[2:] == buffer * 6
+def test_solver_tasks_are_the_previous_steps_proposals_topped_up_from_the_whole_buffer():
+    """AZR's max_new draw (window 1): the tasks added at the previous step first, without
+    replacement, then uniformly from the whole buffer."""
+    from proposer import Task
+    buffer = [Task("deduction", f"def f(a):\n    return a + {k}", ["1"], [str(1 + k)], step=k // 10) for k in range(60)]
+    rng = random.Random(0)
+    chosen = selfplay.solver_tasks(buffer, 6, 8, rng)  # step 5's ten tasks are the new ones at step 6
+    assert all(t.step == 5 for t in chosen) and len({id(t) for t in chosen}) == 8
+    chosen = selfplay.solver_tasks(buffer, 6, 30, rng)
+    assert {id(t) for t in chosen[:10]} == {id(t) for t in buffer[50:]} and len({id(t) for t in chosen[10:]}) == 20
+    assert {id(t) for t in selfplay.solver_tasks(buffer[:10], 1, 10, rng)} == {id(t) for t in buffer[:10]}  # seeds: new at step 1
+    counts = collections.Counter()
+    for _ in range(3000):  # the top-up is uniform over the whole buffer: 20 of 60 drawn, p = 1/3
+        counts.update(id(t) for t in selfplay.solver_tasks(buffer, 100, 20, rng))
+    assert len(counts) == 60 and all(abs(c - 1000) < 5 * 26 for c in counts.values())
+    few = selfplay.solver_tasks(buffer[:2], 1, 5, rng)  # a buffer smaller than the batch: drawn with replacement
+    assert len(few) == 5 and set(map(id, few)) == set(map(id, buffer[:2]))
+
+
+def test_a_steps_prompts_come_from_the_buffers_as_they_stood_at_its_start(monkeypatch):
+    """Each task type's proposals join its own buffer at the end of the step: the step's solver and
+    the induction proposer see them from the next step on, as AZR's released trainer does."""
+    import proposer
+    from models import load_model
+    model, tokenizer = load_model("tiny")
+    counter = itertools.count()
+
+    def fake_make_tasks(task_type, responses, step, buffer, programs=None, num_inputs=None, dedupe=False, rule="released"):
+        if task_type == "induction":
+            return [proposer.Task(task_type, programs[j], ["1", "2"], ["1", "2"], message="m", step=step)
+                    for j in range(len(responses))]
+        return [proposer.Task(task_type, f"def f(a):\n    return a + {next(counter)}", ["1"], ["2"], step=step)
+                for _ in responses]
+
+    shown = []
+
+    def recording_rollout(model, tokenizer, texts, n, args, seed, role, task_type, first_prompt):
+        shown.append((role, task_type, texts))
+        return rollout.rollout(model, tokenizer, texts, n, args, seed, role, task_type, first_prompt)
+
+    monkeypatch.setattr(selfplay, "make_tasks", fake_make_tasks)
+    monkeypatch.setattr(selfplay, "rollout", recording_rollout)
+    args = grpo.get_args(FAST + ["--task-types", "deduction,abduction,induction"])
+    buffers = proposer.new_buffers()
+    for step in (1, 2):
+        shown.clear()
+        _, records, _ = selfplay.self_play(step, model, tokenizer, buffers, args)
+        proposed = {t: [r["program"] for r in records if r["type"] == t] for t in ("deduction", "abduction")}
+        solver_texts = {t: "".join(texts) for role, t, texts in shown if role == "solver" and len(texts) == args.prompts}
+        induction_texts = "".join(next(texts for role, t, texts in shown if role == "proposer" and t == "induction"))
+        for t in ("deduction", "abduction"):
+            assert not any(p in solver_texts[t] or p in induction_texts for p in proposed[t])  # not this step
+            assert all(p in [b.program for b in buffers[t]] for p in proposed[t])            # joined at its end
+            other = "abduction" if t == "deduction" else "deduction"
+            assert not any(p in [b.program for b in buffers[other]] for p in proposed[t])    # its own buffer only
+        if step == 2:  # the solver's tasks are now step 1's proposals (4 of them, 2 drawn)
+            assert sum(p in solver_texts["deduction"] for p in earlier["deduction"]) == args.prompts
+        earlier = proposed
 
 
 def test_the_preset_follows_the_model_unless_named():
@@ -229,7 +280,7 @@ def test_logged_entropy_is_the_token_mean_over_responses():
     rows = [rollout.Row([1], [2], "solver", "deduction", 0), rollout.Row([1], [2, 3, 4], "solver", "deduction", 1)]
     args = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--task-types", "deduction"])
     entropy = (torch.tensor([3.0, 3.0]), torch.tensor([1.0, 3.0]))
-    m = grpo.step_metrics(1, rows, entropy, [], {}, {}, {"triplet": [], "induction": []}, args)
+    m = grpo.step_metrics(1, rows, entropy, [], {}, {}, {"deduction": [], "abduction": [], "induction": []}, args)
     assert m["entropy/solver/deduction"] == pytest.approx(1.5) and m["entropy/mean"] == pytest.approx(1.5)
     assert m["entropy_seq/solver/deduction"] == pytest.approx(2.0)
 
@@ -261,24 +312,48 @@ def test_seeding_fills_the_buffers_before_training_and_saves_them(tmp_path, monk
     import proposer
     counter = itertools.count()
 
-    def fake_make_tasks(task_type, responses, step, buffer, programs=None, num_inputs=None, dedupe=False):
+    def fake_make_tasks(task_type, responses, step, buffer, programs=None, num_inputs=None, dedupe=False, rule="released"):
         return [proposer.Task(task_type, f"def f(a):\n    return a + {next(counter)}", ["1"], ["2"], step=step)
                 for _ in responses]
 
     monkeypatch.setattr(selfplay, "make_tasks", fake_make_tasks)
     run = str(tmp_path / "seeded")
-    grpo.train(grpo.get_args(FAST + ["--task-types", "deduction", "--steps", "1", "--seed-tasks", "9", "--out", run]))
-    seeded = read_jsonl(os.path.join(run, "seed_buffer_triplet.jsonl"))
-    assert 9 <= len(seeded) < 9 + 4  # rounds of 2 prompts x 2 samples, stopped once 9 were there
-    assert read_jsonl(os.path.join(run, "metrics.jsonl"))[0]["buffer/triplet"] == len(seeded) + 4
+    grpo.train(grpo.get_args(FAST + ["--task-types", "deduction,abduction", "--steps", "1", "--seed-tasks", "9",
+                                     "--out", run]))
+    seeded = read_jsonl(os.path.join(run, "seed_buffer_deduction.jsonl"))
+    # rounds of 2 prompts x 2 samples per type, into one seed set, stopped once 9 were there
+    assert 9 <= len(seeded) < 9 + 4 and read_jsonl(os.path.join(run, "seed_buffer_abduction.jsonl")) == seeded
+    # each type's 4 proposals of step 1 joined its own buffer only
+    metrics = read_jsonl(os.path.join(run, "metrics.jsonl"))[0]
+    assert metrics["buffer/deduction"] == metrics["buffer/abduction"] == len(seeded) + 4
+    proposals = read_jsonl(os.path.join(run, "seed_tasks.jsonl"))  # every seeding proposal, by round
+    assert len(proposals) == 8 * (proposals[-1]["round"] + 1) and {p["type"] for p in proposals} == {"deduction", "abduction"}
 
 
 def test_the_gpu_preset_is_azr_as_released():
     args = grpo.get_args(["--model", "tiny", "--preset", "gpu"])
     assert (args.prompts, args.group, args.solve_samples, args.references, args.induction_inputs) == (64, 1, 8, 6, 10)
-    assert (args.mini_batches, args.lr, args.entropy_coef, args.clip_low, args.clip_high) == (3, 1e-6, 0.001, 0.2, 0.2)
+    # ONE optimizer step over the 384 sequences: main_azr_ppo.py sets ppo_mini_batch_size to
+    # train_batch_size x problem types x 2 roles, over coder3b.sh's 128
+    assert (args.mini_batches, args.lr, args.entropy_coef, args.clip_low, args.clip_high) == (1, 1e-6, 0.001, 0.2, 0.2)
     assert (args.advantage, args.template, args.seed_tasks, args.kl_coef) == ("trr++", "r1", 256, 0.0)
     assert (args.reward_levels, args.duplicate_penalty, args.skip_zero_var) == ("released", False, False)
+    assert (args.format, args.weight_decay) == ("released", 0.01)  # AZR's format rule; verl's AdamW default
+
+
+def test_the_optimizer_decays_weights_as_azr(tmp_path):
+    """AdamW with weight decay 0.01 (verl's default, which AZR's config leaves as it is): with a zero
+    gradient an update still shrinks every weight by lr x 0.01, so a run with lr 0.5 and no
+    learning signal moves the weights by exactly that factor."""
+    run = str(tmp_path / "decay")
+    args = grpo.get_args(FAST + ["--task-types", "deduction", "--steps", "1", "--lr", "0.5", "--out", run,
+                                 "--entropy-coef", "0"])
+    grpo.train(args)
+    before, _ = load_model("tiny")
+    after = weights(run, 1)
+    name, tensor = next((k, v) for k, v in after.items() if k.endswith("q_proj.weight"))
+    # every reward of the random model is -1 (no well-formed answer): advantages and gradients are 0
+    torch.testing.assert_close(tensor, before.state_dict()[name] * (1 - 0.5 * 0.01))
 
 
 # -----------------------------------------------------------------------------

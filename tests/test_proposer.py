@@ -72,21 +72,71 @@ INDUCTION_PROPOSALS = [
 
 @pytest.mark.parametrize("response,expected", TRIPLET_PROPOSALS)
 @pytest.mark.parametrize("task_type", ["deduction", "abduction"])
-def test_parse_triplet_proposal(task_type, response, expected):
-    assert parse_proposal(task_type, response) == expected
+def test_parse_triplet_proposal_strict(task_type, response, expected):
+    assert parse_proposal(task_type, response, "strict") == expected
 
 
 @pytest.mark.parametrize("response,expected", INDUCTION_PROPOSALS)
-def test_parse_induction_proposal(response, expected):
-    assert parse_proposal("induction", response) == expected
+def test_parse_induction_proposal_strict(response, expected):
+    assert parse_proposal("induction", response, "strict") == expected
 
 
 @pytest.mark.parametrize("task_type,response", [("deduction", r) for r, e in TRIPLET_PROPOSALS if e is None]
                          + [("induction", r) for r, e in INDUCTION_PROPOSALS if e is None])
-def test_unparsed_proposal_gets_the_format_penalty(task_type, response):
-    task, = make_tasks(task_type, [response], step=1, buffer=[], programs=[DOUBLE], num_inputs=2)
+def test_unparsed_proposal_gets_the_format_penalty_strict(task_type, response):
+    task, = make_tasks(task_type, [response], step=1, buffer=[], programs=[DOUBLE], num_inputs=2, rule="strict")
     assert not task.valid and task.reason == NO_PARSE
     assert all(proposer_reward(task, kind) == -1 for kind in PROPOSER_REWARDS)
+
+
+# AZR's released parsers: the text after the last <answer>, no format check, the first code and input block
+TWO_PROGRAMS = "def f(a):\n    return a + 1"
+RELEASED_PROPOSALS = [
+    (respond(block("python", DOUBLE) + "\n" + block("input", "21")), {"program": DOUBLE, "input": "21"}, True),
+    # text after </answer> is allowed, and the format still passes
+    (respond(block("python", DOUBLE) + block("input", "21")) + "\nI hope this helps.", {"program": DOUBLE, "input": "21"}, True),
+    # blocks read from an answer that fails the format (no think): parsed, but not formatted
+    ("<answer>" + block("python", DOUBLE) + block("input", "21") + "</answer>", {"program": DOUBLE, "input": "21"}, False),
+    # the first program and the first input are taken
+    (respond(block("python", DOUBLE) + block("python", TWO_PROGRAMS) + block("input", "1") + block("input", "2")),
+     {"program": DOUBLE, "input": "1"}, True),
+    (respond("```\n" + DOUBLE + "\n```\n# Input: 5"), {"program": DOUBLE, "input": "5"}, True),   # bare fence, input line
+    # unclosed final answer: read to the end
+    (respond(block("python", TWO_PROGRAMS)) + "<answer>" + block("python", DOUBLE) + block("input", "3"),
+     {"program": DOUBLE, "input": "3"}, True),
+    (respond(block("input", "21") + block("python", DOUBLE)), None, True),     # the first block holds no def
+    (respond(block("python", DOUBLE)), None, True),                            # no input
+    (block("python", DOUBLE) + block("input", "21"), None, False),             # no <answer>
+]
+
+
+@pytest.mark.parametrize("response,expected,formatted", RELEASED_PROPOSALS)
+def test_parse_triplet_proposal_released(response, expected, formatted):
+    assert parse_proposal("deduction", response) == parse_proposal("abduction", response, "released") == expected
+    task, = make_tasks("deduction", [response], step=1, buffer=[])
+    assert task.formatted == formatted and (task.reason == NO_PARSE) == (expected is None)
+
+
+def test_parse_induction_proposal_released_keeps_the_last_inputs():
+    five = "".join(block("input", str(i)) for i in range(5))
+    assert parse_proposal("induction", respond(five + block("message", "m")), num_inputs=3) == \
+        {"inputs": ["2", "3", "4"], "message": "m"}
+    assert parse_proposal("induction", respond(five + "<message> tagged </message>"), num_inputs=5)["message"] == "tagged"
+    assert parse_proposal("induction", respond(five + block("message", "m")), num_inputs=6) is None  # too few
+    assert parse_proposal("induction", respond(five), num_inputs=2) is None                          # no message
+
+
+def test_valid_misformatted_proposal_joins_the_buffer_and_gets_the_format_penalty():
+    """AZR as released keeps a valid program whose response failed the format check, and pays -1."""
+    response = "Let me see.<answer>" + block("python", DOUBLE) + block("input", "21") + "</answer>"
+    task, = make_tasks("deduction", [response], step=2, buffer=[])
+    assert task.valid and not task.formatted and task.outputs == ["42"]
+    task.solve_rate = 0.5
+    assert all(proposer_reward(task, kind, levels) == -1 for kind in PROPOSER_REWARDS for levels in ("released", "paper"))
+    buffer = []
+    assert add_to_buffer(buffer, [task]) == 1
+    strict, = make_tasks("deduction", [response], step=2, buffer=[], rule="strict")
+    assert not strict.valid and strict.reason == NO_PARSE
 
 
 def test_parse_proposal_never_raises_on_random_text():
@@ -195,6 +245,14 @@ def test_seeds_are_the_identity_on_hello_world():
         assert [v.output for v in verdicts] == task.outputs
 
 
+def test_buffer_keeps_repeats_unless_deduplicating():
+    """AZR's training steps append every valid program, repeats included; its seeding deduplicates."""
+    buffer = seed_triplets()
+    again = Task("deduction", IDENTITY, ["'Hello world'"], ["'Hello world'"], step=3)
+    assert add_to_buffer(buffer, [again, again]) == 2 and len(buffer) == 3
+    assert add_to_buffer(buffer, [again], dedupe=True) == 0 and len(buffer) == 3
+
+
 def test_buffer_dedup_is_by_program_and_input():
     buffer = seed_triplets()
     same_value = Task("deduction", IDENTITY + "\n", ["'Hello world' "], ["'Hello world'"], step=3)
@@ -202,10 +260,10 @@ def test_buffer_dedup_is_by_program_and_input():
     same_spelled_differently = Task("deduction", IDENTITY, ["[1, 2]"], ["[1, 2]"])
     new_program = Task("deduction", DOUBLE, ["'Hello world'"], ["'Hello worldHello world'"])
     invalid = Task("deduction", "def g(): pass", ["1"], valid=False, reason="defines no top-level function f")
-    added = add_to_buffer(buffer, [same_value, new_input, same_spelled_differently, new_program, invalid])
+    added = add_to_buffer(buffer, [same_value, new_input, same_spelled_differently, new_program, invalid], dedupe=True)
     assert added == 2 and buffer == seed_triplets() + [new_input, new_program]
     assert task_key(new_input) == task_key(same_spelled_differently)
-    assert add_to_buffer(buffer, [new_program]) == 0
+    assert add_to_buffer(buffer, [new_program], dedupe=True) == 0
 
 
 def test_induction_buffer_dedup_uses_all_inputs():
@@ -213,7 +271,7 @@ def test_induction_buffer_dedup_uses_all_inputs():
     seed = buffer[0]
     more = Task("induction", IDENTITY, seed.inputs + ["3"], seed.outputs + ["3"], message="x")
     same = Task("induction", IDENTITY, list(seed.inputs), list(seed.outputs), message="other words")
-    assert add_to_buffer(buffer, [more, same]) == 1 and buffer == [seed, more]
+    assert add_to_buffer(buffer, [more, same], dedupe=True) == 1 and buffer == [seed, more]
 
 
 def test_save_load_round_trip(tmp_path):
@@ -288,8 +346,9 @@ def test_make_tasks_dedupe_against_the_buffer_and_the_batch():
     assert tasks[1].reason == tasks[2].reason == DUPLICATE
 
 
-def test_make_tasks_induction(monkeypatch):
-    """The released rule: exactly the number of inputs asked for, every one running."""
+@pytest.mark.parametrize("rule", ["released", "strict"])
+def test_make_tasks_induction(monkeypatch, rule):
+    """The number of inputs asked for (released: at least that many, the last kept), every one running."""
     calls = []
     monkeypatch.setattr(executor, "validate", lambda jobs, real=executor.validate: calls.append(len(jobs)) or real(jobs))
     message = block("message", "Doubles its argument.")
@@ -299,18 +358,22 @@ def test_make_tasks_induction(monkeypatch):
         respond(block("input", "3") + block("input", "'ab'") + message),                             # too few
         respond(block("input", "'Hello world'") + block("input", "[1, 2, 3]") + block("input", "4") + message),
         respond(block("input", "3")),                                                                # no message
+        respond(block("input", "None") + block("input", "1") + block("input", "2") + block("input", "3") + message),
     ]
-    programs = [DOUBLE, DOUBLE, DOUBLE, IDENTITY, DOUBLE]
-    tasks = make_tasks("induction", responses, step=9, buffer=seed_induction(), programs=programs, num_inputs=3)
-    assert calls == [9]  # every input of the proposals with the right count, in one call
-    assert [t.valid for t in tasks] == [True, False, False, True, False]
+    programs = [DOUBLE, DOUBLE, DOUBLE, IDENTITY, DOUBLE, DOUBLE]
+    tasks = make_tasks("induction", responses, step=9, buffer=seed_induction(), programs=programs, num_inputs=3, rule=rule)
+    # every input of the proposals with the right count, in one call
+    assert calls == [9] if rule == "strict" else [12]
+    assert [t.valid for t in tasks] == [True, False, False, True, False, rule == "released"]
     assert tasks[0].inputs == ["3", "[1, 2]", "'ab'"] and tasks[0].outputs == ["6", "[1, 2, 1, 2]", "'abab'"]
     assert tasks[0].message == "Doubles its argument." and tasks[0].program == DOUBLE and tasks[0].step == 9
     assert "TypeError" in tasks[1].reason and tasks[1].inputs == ["3", "None", "'ab'"] and tasks[1].outputs == []
-    assert tasks[2].reason == "2 inputs given, 3 asked for"
+    assert tasks[2].reason == ("2 inputs given, 3 asked for" if rule == "strict" else NO_PARSE)
     assert tasks[4].reason == NO_PARSE and tasks[4].program == DOUBLE
+    if rule == "released":  # 4 inputs given: the first (None, which would fail) is dropped
+        assert tasks[5].inputs == ["1", "2", "3"] and tasks[5].outputs == ["2", "4", "6"]
     buffer = seed_induction()
-    assert add_to_buffer(buffer, tasks) == 2 and buffer[1:] == [tasks[0], tasks[3]]
+    assert add_to_buffer(buffer, tasks[:5]) == 2 and buffer[1:] == [tasks[0], tasks[3]]
     with pytest.raises(ValueError):
         make_tasks("induction", responses, step=9, buffer=[], programs=programs)
 

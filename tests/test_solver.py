@@ -8,7 +8,7 @@ import pytest
 import executor
 import solver
 from proposer import Task
-from solver import extract_answer, induction_split, solver_prompt, solver_rewards
+from solver import extract_answer, gold_imports, induction_split, last_answer, solver_answer, solver_prompt, solver_rewards, well_formed
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,8 +55,97 @@ ANSWERS = [
 
 
 @pytest.mark.parametrize("response,expected", ANSWERS)
-def test_extract_answer_table(response, expected):
-    assert extract_answer(response) == expected
+def test_extract_answer_strict_table(response, expected):
+    assert extract_answer(response, "strict") == expected
+
+
+# AZR's released rule: a prefix <think> ... </think> <answer> ... </answer>, anything after, the last <answer>
+RELEASED_ANSWERS = [
+    ("<think>x</think><answer>42</answer>", "42"),
+    ("<think>t</think><answer>42</answer> Hope this helps!", "42"),            # text after </answer>
+    ("<think>t</think><answer>1</answer><answer>2</answer>", "2"),             # the last answer
+    ("<think>t</think> <answer>1</answer> more <answer>2", "2"),              # ... even unclosed
+    ("\n <think>t</think>\n<answer> 1 </answer>", "1"),                        # leading whitespace
+    ("<think>a</think><think>b</think><answer>1</answer>", "1"),               # two thinks
+    ("<think>t</think><answer>   </answer>", ""),                            # empty: read, then wrong
+    (FENCED_PROGRAM, "```python\ndef f(a):\n    return sorted(a)\n```"),      # fences kept for solver_answer
+    ("<think>t</think><answer>42", None),                                    # truncated in answer
+    ("The answer is 42.", None),
+    ("<answer>42</answer>", None),                                           # no think
+    ("Sure! <think>t</think><answer>1</answer>", None),                      # text before think
+    ("<think>t</think> so: <answer>1</answer>", None),                       # text between
+    ("<THINK>t</THINK><ANSWER>1</ANSWER>", None),
+]
+
+
+@pytest.mark.parametrize("response,expected", RELEASED_ANSWERS)
+def test_extract_answer_released_table(response, expected):
+    assert extract_answer(response) == extract_answer(response, "released") == expected
+
+
+def reference_released(response):
+    """AZR's released rule written with string operations: some </think> after a leading <think>
+    is followed by whitespace, <answer>, and later </answer>; the answer follows the last <answer>."""
+    s = response.strip()
+    if not s.startswith("<think>"):
+        return None
+    ok = False
+    at = s.find("</think>", len("<think>"))
+    while at != -1 and not ok:
+        rest = s[at + len("</think>"):].lstrip()
+        ok = rest.startswith("<answer>") and "</answer>" in rest[len("<answer>"):]
+        at = s.find("</think>", at + 1)
+    if not ok:
+        return None
+    tail = response[response.rindex("<answer>") + len("<answer>"):]
+    return (tail[:tail.index("</answer>")] if "</answer>" in tail else tail).strip()
+
+
+def test_released_rule_matches_reference_on_random_text():
+    pieces = ["<think>", "</think>", "<answer>", "</answer>", "```", "\n", " ", "\t", "x", "42", "'é'", "<", "/"]
+    rng = random.Random(1)
+    outcomes = set()
+    for _ in range(5000):
+        parts = ["<think>", "t", "</think>", " ", "<answer>", "1", "</answer>"] if rng.random() < 0.5 else []
+        for _ in range(rng.randrange(4) if parts else rng.randrange(12)):
+            parts.insert(rng.randrange(len(parts) + 1), rng.choice(pieces))
+        text = "".join(parts)
+        got = extract_answer(text)
+        assert got == reference_released(text), text
+        assert well_formed(text) == (got is not None)
+        outcomes.add(got is None)
+    assert outcomes == {True, False}
+
+
+def test_last_answer_needs_no_format():
+    assert last_answer("no think at all <answer> 7 </answer> trailing") == "7"
+    assert last_answer("<answer>1</answer><answer>2") == "2"
+    assert last_answer("nothing here") is None
+
+
+@pytest.mark.parametrize("task_type,answer,expected", [
+    ("deduction", "```output\n[1, 2]\n```", "[1, 2]"),
+    ("deduction", "```output\n1\n```\n```output\n2\n```", "2"),        # the last block
+    ("deduction", "So the output is 42.", "42"),
+    ("deduction", "<output>5</output>", "5"),
+    ("deduction", "# Output: 'x'", "'x'"),
+    ("deduction", " 42 ", " 42 "),                                       # no pattern: the whole answer
+    ("abduction", "```input\n'a', 2\n```", "'a', 2"),
+    ("abduction", "The input is 3", "3"),
+    ("abduction", "```output\n3\n```", "```output\n3\n```"),            # an output block is no input
+    ("induction", "```python\ndef f(a):\n    return a\n```", "def f(a):\n    return a"),
+    ("induction", "```\ndef g(a): pass\n```\n```python\ndef f(a):\n    return 1\n```", "def f(a):\n    return 1"),
+    ("induction", "def f(a):\n    return a", None),                     # unfenced: nothing to read
+])
+def test_solver_answer_reads_as_released(task_type, answer, expected):
+    assert solver_answer(task_type, answer) == expected
+    assert solver_answer(task_type, answer, "strict") == answer
+
+
+def test_gold_imports():
+    assert gold_imports("import math\nfrom itertools import accumulate as acc\ndef f(a):\n    import re\n    return a") \
+        == "import math\nfrom itertools import accumulate as acc\n"
+    assert gold_imports("def f(a):\n    return a") == "" and gold_imports("def f(:") == ""
 
 
 def reference_extract(response):
@@ -81,7 +170,7 @@ def reference_extract(response):
     return answer or None
 
 
-def test_extract_answer_matches_reference_on_random_text():
+def test_strict_rule_matches_reference_on_random_text():
     """Random strings built from tags, fences, whitespace and unicode: the regex rule agrees with
     the string-operation rule everywhere, and never raises."""
     pieces = ["<think>", "</think>", "<answer>", "</answer>", "```", "```python\n", "\n", " ", "\t",
@@ -96,7 +185,7 @@ def test_extract_answer_matches_reference_on_random_text():
         else:
             parts = [rng.choice(pieces) for _ in range(rng.randrange(12))]
         text = "".join(parts)
-        got = extract_answer(text)
+        got = extract_answer(text, "strict")
         assert got == reference_extract(text), text
         well_formed += got is not None
     assert 500 < well_formed < 4500  # both outcomes were exercised
@@ -170,8 +259,18 @@ def test_deduction_rewards():
     responses = [respond("42"), respond("```output\n42\n```"), respond("41"), respond("42.0"),
                  respond("'42'"), respond("forty-two"), "42", "<think>t</think><answer>42"]
     tasks = [TRIPLET] * len(responses)
+    assert solver_rewards("deduction", tasks, responses, rule="strict") == [1, 1, -0.5, -0.5, -0.5, -0.5, -1, -1]
+    assert solver_rewards("deduction", tasks, responses, train=False, rule="strict") == [1, 1, 0, 0, 0, 0, 0, 0]
     assert solver_rewards("deduction", tasks, responses) == [1, 1, -0.5, -0.5, -0.5, -0.5, -1, -1]
-    assert solver_rewards("deduction", tasks, responses, train=False) == [1, 1, 0, 0, 0, 0, 0, 0]
+    # the solve rate as released reads the last <answer> with no format check: the truncated one counts
+    assert solver_rewards("deduction", tasks, responses, train=False) == [1, 1, 0, 0, 0, 0, 0, 1]
+
+
+def test_released_rule_accepts_text_after_the_answer_and_reads_the_last():
+    tail = respond("42") + " Hope this helps! <answer>41</answer>"
+    responses = [respond("42") + "\nDone.", tail, respond("The output is 42.")]
+    assert solver_rewards("deduction", [TRIPLET] * 3, responses) == [1, -0.5, 1]
+    assert solver_rewards("deduction", [TRIPLET] * 3, responses, rule="strict") == [-1, -1, -0.5]
 
 
 def test_abduction_rewards_accept_any_input_with_the_gold_output():
@@ -179,8 +278,11 @@ def test_abduction_rewards_accept_any_input_with_the_gold_output():
     responses = [respond("1, 2"), respond("13, 0"), respond("4, 4"), respond("'x', 1"),
                  respond("3"), respond("import os"), "", "<think>t</think><answer>1, 2</answer><answer>9, 4</answer>"]
     tasks = [task] * len(responses)
-    assert solver_rewards("abduction", tasks, responses) == [1, 1, -0.5, -0.5, -0.5, -0.5, -1, -1]
-    assert solver_rewards("abduction", tasks, responses, train=False) == [1, 1, 0, 0, 0, 0, 0, 0]
+    assert solver_rewards("abduction", tasks, responses, rule="strict") == [1, 1, -0.5, -0.5, -0.5, -0.5, -1, -1]
+    assert solver_rewards("abduction", tasks, responses, train=False, rule="strict") == [1, 1, 0, 0, 0, 0, 0, 0]
+    # released: the last of two answers (9, 4) is read, and it is right
+    assert solver_rewards("abduction", tasks, responses) == [1, 1, -0.5, -0.5, -0.5, -0.5, -1, 1]
+    assert solver_rewards("abduction", tasks, responses, train=False) == [1, 1, 0, 0, 0, 0, 0, 1]
 
 
 def test_induction_rewards_check_the_hidden_pairs():
@@ -198,8 +300,20 @@ def test_induction_rewards_check_the_hidden_pairs():
         FENCED_PROGRAM.replace("</answer>", ""),                                        # truncated
     ]
     tasks = [task] * len(responses)
-    assert solver_rewards("induction", tasks, responses) == [1, 1, -0.5, -0.5, -0.5, -0.5, -0.5, -1]
-    assert solver_rewards("induction", tasks, responses, train=False) == [1, 1, 0, 0, 0, 0, 0, 0]
+    assert solver_rewards("induction", tasks, responses, rule="strict") == [1, 1, -0.5, -0.5, -0.5, -0.5, -0.5, -1]
+    assert solver_rewards("induction", tasks, responses, train=False, rule="strict") == [1, 1, 0, 0, 0, 0, 0, 0]
+    # released: an unfenced program is a format error (-1); the truncated one counts for the solve rate
+    assert solver_rewards("induction", tasks, responses) == [1, -1, -0.5, -0.5, -0.5, -0.5, -0.5, -1]
+    assert solver_rewards("induction", tasks, responses, train=False) == [1, 0, 0, 0, 0, 0, 0, 1]
+
+
+def test_induction_answer_runs_with_the_gold_programs_imports():
+    task = Task("induction", "import math\ndef f(a):\n    return math.gcd(a, 12)", ["8", "9", "10", "18"],
+                ["4", "3", "2", "6"], message="gcd with 12")
+    uses_math = respond("```python\ndef f(a):\n    return math.gcd(a, 12)\n```")
+    assert solver_rewards("induction", [task], [uses_math]) == [1]
+    no_import = Task("induction", "def f(a):\n    return a", ["1", "2"], ["1", "2"], message="m")
+    assert solver_rewards("induction", [no_import], [respond("```python\ndef f(a):\n    return math.floor(a)\n```")]) == [-0.5]
 
 
 @pytest.mark.parametrize("task_type", ["deduction", "abduction", "induction"])
@@ -213,7 +327,7 @@ def test_one_executor_call_per_batch(monkeypatch, task_type, name):
     real = getattr(executor, name)
     monkeypatch.setattr(executor, name, lambda jobs: calls.append(len(jobs)) or real(jobs))
     task = Task(task_type, "def f(a):\n    return a", ["1", "2"], ["1", "2"], message="m")
-    answer = "1" if task_type == "abduction" else "def f(a):\n    return a"
+    answer = "1" if task_type == "abduction" else "```python\ndef f(a):\n    return a\n```"
     responses = [respond(answer)] * 5 + ["no tags"] * 3
     assert solver_rewards(task_type, [task] * 8, responses) == [1] * 5 + [-1] * 3
     assert calls == [5]  # one call, holding only the answers that parsed

@@ -438,7 +438,7 @@ def test_rlvr_rewards_every_sample_of_its_drawn_tasks(generated, monkeypatch):
                           "--max-new-tokens", "6"])
     calls = []
 
-    def rewards(task_type, tasks, responses, train=True):
+    def rewards(task_type, tasks, responses, train=True, rule="released"):
         calls.append((task_type, [t.program for t in tasks], len(responses), train))
         return [1.0 if k % 3 == 0 else -0.5 for k in range(len(responses))]
 
@@ -450,7 +450,7 @@ def test_rlvr_rewards_every_sample_of_its_drawn_tasks(generated, monkeypatch):
     assert [r.reward for r in rows] == [1.0, -0.5, -0.5] * 4
     assert all(p in {t.task.program for t in tasks} for c in calls for p in c[1])
     again = []
-    monkeypatch.setattr(rlvr, "solver_rewards", lambda tt, ts, rs, train=True: again.append([t.program for t in ts]) or [0.0] * len(rs))
+    monkeypatch.setattr(rlvr, "solver_rewards", lambda tt, ts, rs, train=True, rule="released": again.append([t.program for t in ts]) or [0.0] * len(rs))
     rlvr.rlvr_rollouts(1, model, tokenizer, tasks, args)
     assert again == [c[1] for c in calls]
 
