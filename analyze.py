@@ -35,11 +35,11 @@ import torch
 from tqdm import tqdm
 
 from chat import render_chat
-from curriculum import curriculum_by_step, length_vs_difficulty, mean
+from curriculum import curriculum_by_step, length_vs_difficulty, mean_or_none
 from logprobs import sequence_logprobs_and_entropy
 from models import load_model, model_name_problem
 from proposer import IDENTITY, Task, induction_proposal_prompt, proposal_prompt
-from runs import checkpoints, read_jsonl, run_label
+from runs import checkpoints, number, read_jsonl, run_label
 from solver import TASK_TYPES, solver_prompt
 from sparsity import jaccard, sparsity, summarize
 
@@ -265,8 +265,8 @@ def curriculum_rows(run):
     rows = []
     for task_type in TASK_TYPES + ("all",):
         valid = [r for r in records if r["valid"] and r["solve_rate"] is not None and task_type in (r["type"], "all")]
-        rows.append([run_label(run), task_type, len(valid), mean([r["solve_rate"] for r in valid if r["step"] < middle]),
-                     mean([r["solve_rate"] for r in valid if r["step"] >= middle]),
+        rows.append([run_label(run), task_type, len(valid), mean_or_none([r["solve_rate"] for r in valid if r["step"] < middle]),
+                     mean_or_none([r["solve_rate"] for r in valid if r["step"] >= middle]),
                      lengths.get(task_type, {}).get("spearman")])
     return rows
 
@@ -393,10 +393,10 @@ def get_args(argv=None):
     report.add_argument("runs", nargs="+", help="run folders written by grpo.py")
     report.add_argument("--base", default=None, help="base model for sparsity and probe step 0 (default: each run's --model)")
     for s in (spars, report):
-        s.add_argument("--tol", type=float, default=1e-5, help="|Δ| <= tol counts as unchanged (the study: 1e-5)")
+        s.add_argument("--tol", type=number(float, 0), default=1e-5, help="|Δ| <= tol counts as unchanged (the study: 1e-5)")
         s.add_argument("--rank", action="store_true", help="also the rank of every 2-D update (an SVD each: slow for 3B)")
     for s in (probe, report):
-        s.add_argument("--temperature", type=float, default=1.0, help="temperature of the probe entropy (training: 1.0)")
+        s.add_argument("--temperature", type=number(float, 0, above=True), default=1.0, help="temperature of the probe entropy (training: 1.0)")
     for s in (entropy, probe, spars, curric, report):
         s.add_argument("--out", default=None, help="output folder (default runs/analysis; report: <first run>/report)")
     args = p.parse_args(argv)
@@ -426,10 +426,6 @@ def check_args(args, p):
         if not (os.path.isfile(os.path.join(folder, "model.safetensors"))
                 or os.path.isfile(os.path.join(folder, "model.safetensors.index.json"))):
             p.error(f"{folder}: no model.safetensors (or its index) in it; pass a checkpoint folder")
-    if getattr(args, "tol", 0) < 0:
-        p.error(f"--tol must not be negative, not {args.tol}")
-    if getattr(args, "temperature", 1) <= 0:
-        p.error(f"--temperature must be positive, not {args.temperature}")
 
 
 if __name__ == "__main__":

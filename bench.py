@@ -6,11 +6,13 @@ same run; run one at a time, on a quiet machine.
     python bench.py executor [--programs 2000]   # sandbox validations/s: worker pool vs a fresh `python -c` per run
     python bench.py sandbox                      # the sandbox at work on a few programs and answers
     python bench.py logprobs                     # peak memory: chunked log-probs + entropy vs full log_softmax
-    python bench.py step [grpo.py flags]         # seconds per self-play step, today's path vs the old one
+    python bench.py step [grpo.py flags]         # seconds per self-play step: loop + one pass vs HF generate + two passes
     python bench.py sampler [--model smollm2-135m]  # the decoding loop of sampling.py vs HF generate
+    python bench.py gpu [--sizes 0.5b,1.5b,3b]   # one gpu-preset step + update, random-weight Qwen2.5 shapes
 """
 
 import argparse
+import gc
 import importlib.util
 import json
 import os
@@ -32,7 +34,11 @@ import models
 import toytasks
 from chat import render_chat
 from logprobs import token_logprobs_and_entropy
+from proposer import new_buffers
+from rollout import autocast
+from runs import number
 from sampling import sample
+from selfplay import self_play
 from solver import solver_prompt
 
 # -----------------------------------------------------------------------------
@@ -190,12 +196,12 @@ def bench_logprobs(vocab_sizes=(49152, 151936), B=4, T=1024, hidden=896, chunk_s
 
 
 def bench_step(argv, steps=1):
-    """Seconds per self-play step, today's path against the old one in the same run: the decoding
+    """Seconds per self-play step, two paths to the same loss in the same run: the decoding
     loop, on-policy log-probs from the gradient pass and shared prompts, against HF generate, a
     separate no-grad pass and whole rows (--sampler hf --two-pass --no-share-prompts). The same
     seed, so both draw from the same model; the samples differ (two samplers), the shapes are alike."""
     seconds = {}
-    for name, extra in (("new", []), ("old", ["--sampler", "hf", "--two-pass", "--no-share-prompts"])):
+    for name, extra in (("default", []), ("reference", ["--sampler", "hf", "--two-pass", "--no-share-prompts"])):
         args = grpo.get_args(argv + extra + ["--steps", str(steps), "--save-every", str(10 ** 9),
                                              "--out", tempfile.mkdtemp(prefix="azr-bench-")])
         grpo.train(args)
@@ -206,8 +212,8 @@ def bench_step(argv, steps=1):
         print(f"{name}: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds[name].items())
               + f", step {sum(seconds[name].values()):.1f} s  (model {args.model}, preset {args.preset})")
     for k in ("generate", "update"):
-        print(f"{k}: {seconds['old'][k] / seconds['new'][k]:.2f}x faster")
-    print(f"whole step: {sum(seconds['old'].values()) / sum(seconds['new'].values()):.2f}x faster")
+        print(f"{k}: default {seconds['reference'][k] / seconds['default'][k]:.2f}x faster")
+    print(f"whole step: default {sum(seconds['reference'].values()) / sum(seconds['default'].values()):.2f}x faster")
 
 
 # -----------------------------------------------------------------------------
@@ -220,14 +226,15 @@ def real_solver_texts(k):
     return [solver_prompt(("deduction", "abduction")[i % 2], tasks[i].task) for i in range(k)]
 
 
-def time_sample(model, tokenizer, prompts, n, max_new_tokens, batch_size, engine):
+def time_sample(model, tokenizer, prompts, n, max_new_tokens, batch_size, engine, ignore_stops=False):
     """(seconds, new tokens, peak GPU bytes or None) of one seeded sample call."""
     cuda = model.device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
-    out = sample(model, tokenizer, prompts, n, max_new_tokens, seed=0, batch_size=batch_size, engine=engine)
+    out = sample(model, tokenizer, prompts, n, max_new_tokens, seed=0, batch_size=batch_size, engine=engine,
+                 ignore_stops=ignore_stops)
     if cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - t, int(out["response_mask"].sum()), torch.cuda.max_memory_allocated() if cuda else None
@@ -261,7 +268,7 @@ def bench_sampler(model_name, max_new_tokens):
     if not cuda:
         print(f"CPU, {torch.get_num_threads()} threads: peak memory is not measured; the figures are wall-clock"
               " seconds, so run on a quiet machine (OMP_NUM_THREADS=1 is steadier on a busy one)")
-    model, tokenizer = models.load_model("toy")  # shipped in bases/, or built on first use
+    model, tokenizer = models.load_model("toy")  # shipped in bases/
     preset = grpo.PRESETS["toy"]
     prompts = [render_chat(tokenizer, text) for text in real_solver_texts(57)]
     compare_engines("toy base, a rollout", model, tokenizer, prompts[:preset["prompts"]], preset["group"],
@@ -292,6 +299,169 @@ def bench_sampler(model_name, max_new_tokens):
     executor.close_pool()
 
 
+# -----------------------------------------------------------------------------
+# The gpu preset's path: one self-play step and its update on Qwen2.5's shapes, random weights
+
+# Qwen2.5-0.5B, -1.5B and -3B as their config.json has them (0.49B, 1.54B and 3.09B parameters, tied
+# embeddings), and tiny, the shape of models.py's tiny (263k parameters over the byte tokenizer's 259
+# ids), for the CPU
+QWEN_SHAPES = {
+    "tiny": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=259, tie_word_embeddings=True),
+    "0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                 num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "3b": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+               num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+}
+
+
+def random_qwen(size, tokenizer, device):
+    """A Qwen2 of QWEN_SHAPES[size] with random weights (seed 0), float32, built on `device`, that
+    stops on the byte tokenizer's eos. Nothing is downloaded."""
+    config = Qwen2Config(**QWEN_SHAPES[size], bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    with device:  # initialised where it runs: a 3B model's 12 GB never pass through the CPU
+        model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id]
+    return model
+
+
+def gpu_step(size, tokenizer, args, device, figures):
+    """One self-play step of the gpu preset (self_play, then grpo.update) on a random-weight model of
+    `size`, then sampling's loop against HF generate on gen_batch of the step's prompts. Fills
+    `figures` as it goes, so that a step that runs out of memory still shows what it measured."""
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    model = random_qwen(size, tokenizer, device)
+    if args.grad_ckpt:
+        model.gradient_checkpointing_enable()
+    figures["parameters"] = sum(p.numel() for p in model.parameters())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    rows, records, times = self_play(1, model, tokenizer, new_buffers(), args)
+    prompt_lengths = [len(r.prompt_ids) for r in rows]
+    figures.update(sequences=len(rows), valid_proposals=sum(r["valid"] for r in records),
+                   prompt_tokens_mean=sum(prompt_lengths) / len(rows), prompt_tokens_max=max(prompt_lengths),
+                   response_lengths=sorted({len(r.response_ids) for r in rows}), generate_s=times["generate"],
+                   execute_s=times["execute"],
+                   step_tokens_per_s=sum(len(r.response_ids) for r in rows) / times["generate"])
+    t = time.perf_counter()
+    grpo.update(model, optimizer, rows, args)
+    if cuda:
+        torch.cuda.synchronize()  # the optimizer step is still queued when update returns
+    figures["update_s"] = time.perf_counter() - t
+    figures["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    # the comparison needs the memory that the gradients and Adam's moments hold, not them
+    del optimizer
+    model.zero_grad(set_to_none=True)
+    batch = min(args.gen_batch, len(rows))
+    # evenly spaced over the step's rows: prompts of all six (role, task type) rollouts, of their different lengths
+    texts = [tokenizer.decode(rows[k * len(rows) // batch].prompt_ids) for k in range(batch)]
+    with autocast(args, device):
+        sample(model, tokenizer, texts[:2], 1, 2, seed=0, engine="hf")  # warm-up: generate's first-call costs
+        for engine in ("loop", "hf"):
+            seconds, tokens, _ = time_sample(model, tokenizer, texts, 1, args.max_new_tokens, args.gen_batch, engine,
+                                             ignore_stops=True)
+            figures[f"{engine}_tokens"], figures[f"{engine}_tokens_per_s"] = tokens, tokens / seconds
+
+
+def bench_gpu(sizes, prompts, max_new_tokens):
+    """The GPU path of the gpu preset, checked without a download: for each size, a Qwen2.5 shape with
+    random weights (float32 master weights, bf16 autocast, gradient checkpointing, as the preset runs
+    them) takes ONE self-play step (selfplay.self_play) and its update (grpo.update, AdamW), every
+    response exactly max_new_tokens long (args.ignore_stops). Measures seconds of generation,
+    execution and the update, peak GPU memory (torch.cuda.max_memory_allocated over the build, the
+    step and the update; not measured on the CPU), and new tokens per second of sample(engine="loop")
+    against engine="hf" on one batch of gen_batch of the step's prompts at the same fixed length.
+    Returns {size: figures}; a size that runs out of GPU memory says so and the next one runs.
+
+    On the device machine, all three sizes:
+
+        python bench.py gpu 2>&1 | tee $OUT/bench_gpu.txt
+
+    The default --max-new-tokens, 256, is sized for all three sizes in about 8 minutes on one H100,
+    an estimate from the counts below, not a measurement. The step's prompts are the byte
+    tokenizer's, 1,980 tokens on average (1,140 to 2,730), so it prefills ~0.76M prompt tokens and
+    the comparison ~0.7M more (128 rows padded to the longest). A decoding step runs ~60 top-level
+    ops per layer (counted with torch.profiler) and is bound by the CPU launching them: at ~15 us
+    each, ~1 ms per layer, so ~26, 30 and 38 ms per step for 24, 28 and 36 layers (the loop's own
+    ops included), over 6 x 256 steps in the step and 2 x 256 in the comparison: ~55, 65 and 85 s.
+    Prefill and the update are bound by the matmuls: 2 x non-embedding parameters (+ attention)
+    flops per token, at ~150, 250 and 300 TFLOP/s of bf16 (wider matrices run faster); the update
+    is 4 forward passes' worth (the forward, the checkpointed forward again, the backward; 5 with
+    several mini-batches) over 384 x ~2,240 tokens: ~20, 45 and 85 s; prefill ~9, 18 and 30 s.
+    With the build: ~1.5, 2.2 and 3.4 minutes per size, ~7.5 minutes in all with start-up.
+    Decoding grows linearly in --max-new-tokens (512 would take ~11 minutes). Memory, 3B: 12 GB of
+    weights, 12 of gradients, 25 of Adam moments and 12 for AdamW's foreach sqrt: ~62 GB at the
+    optimizer step."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = models.byte_tokenizer()
+    args = grpo.get_args(["--model", "tiny", "--preset", "gpu", "--seed-tasks", "0", "--prompts", str(prompts),
+                          "--max-new-tokens", str(max_new_tokens)])
+    args.ignore_stops = True  # a fixed length: random weights would end rows at random (tiny's eos is 1 id in 259)
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"{where}, torch {torch.__version__}; preset gpu: {args.dtype} weights, amp {args.amp}, grad_ckpt"
+          f" {args.grad_ckpt}, prompts {args.prompts} x group {args.group} per (role, task type), max_new_tokens"
+          f" {args.max_new_tokens} (stop tokens ignored), gen_batch {args.gen_batch}, micro_batch {args.micro_batch},"
+          f" mini_batches {args.mini_batches}")
+    executor.validate([("def f(a):\n    return a", "1")])  # warm-up: the first size does not pay the pool's start
+    results = {}
+    for size in sizes:
+        figures = results[size] = {}
+        t = time.perf_counter()
+        try:
+            gpu_step(size, tokenizer, args, device, figures)
+        except torch.cuda.OutOfMemoryError:
+            figures["error"] = "out of GPU memory"
+        gc.collect()  # the model, its KV caches and the exception's frames, before the next size is built
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        error = f", {figures['error']}" if "error" in figures else ""
+        print(f"{size}: done in {time.perf_counter() - t:.1f} s{error}", flush=True)
+    executor.close_pool()
+    print_gpu_table(results, args)
+    return results
+
+
+def print_gpu_table(results, args):
+    """The figures of bench_gpu, one row per size, and what they do and do not measure."""
+    def cell(figures, key, spec):
+        return format(figures[key], spec) if figures.get(key) is not None else "-"
+
+    print(f"{'size':>5} {'params':>7} {'prompt tok':>10} {'generate s':>10} {'execute s':>9} {'update s':>8}"
+          f" {'peak GiB':>8} {'step tok/s':>10} {'loop tok/s':>10} {'hf tok/s':>9} {'loop/hf':>7}")
+    for size, f in results.items():
+        n = f.get("parameters")
+        params = "-" if n is None else f"{n / 1e9:.2f}B" if n >= 1e8 else f"{n / 1e3:.0f}k"
+        prompt = f"{f['prompt_tokens_mean']:.0f}/{f['prompt_tokens_max']}" if "prompt_tokens_mean" in f else "-"
+        ratio = f"{f['loop_tokens_per_s'] / f['hf_tokens_per_s']:.2f}x" if "hf_tokens_per_s" in f else "-"
+        peak = "n/m" if "peak_gib" in f and f["peak_gib"] is None else cell(f, "peak_gib", ".1f")
+        print(f"{size:>5} {params:>7} {prompt:>10} {cell(f, 'generate_s', '.1f'):>10} {cell(f, 'execute_s', '.1f'):>9}"
+              f" {cell(f, 'update_s', '.1f'):>8} {peak:>8} {cell(f, 'step_tokens_per_s', '.0f'):>10}"
+              f" {cell(f, 'loop_tokens_per_s', '.0f'):>10} {cell(f, 'hf_tokens_per_s', '.0f'):>9} {ratio:>7}"
+              + (f"  {f['error']}" if "error" in f else ""))
+    stepped = [f for f in results.values() if "response_lengths" in f]
+    full = all(f["response_lengths"] == [args.max_new_tokens] for f in stepped)
+    valid = sum(f["valid_proposals"] for f in stepped)
+    print(f"""notes:
+  - weights are random (torch.manual_seed(0)), the models built from Qwen2.5's configs: nothing was downloaded.
+  - prompt tok (mean/max) counts the byte tokenizer's tokens (models.byte_tokenizer, one per byte), not Qwen's:
+    its BPE would give 3 to 4 times fewer, so prefill and the update see longer prompts than a real run would.
+  - with random weights every proposal is invalid ({valid} valid here), so no solve-rate samples are drawn: the
+    measured generation is the step's 6 x {args.prompts} sequences (3 task types x 2 roles x {args.prompts} prompts """
+          f"""x group {args.group}),
+    every one {args.max_new_tokens} tokens long (stop tokens ignored): {'yes' if full else 'NO'}.
+  - generate s includes the proposals' parsing; execute s is the solver answers' checking; update s is grpo.update
+    (the loss passes and AdamW) after the step. step tok/s: the step's new tokens per second of generate s.
+  - peak GiB: torch.cuda.max_memory_allocated over the build, the step and the update (n/m: not measured, CPU).
+  - loop and hf tok/s: sample(engine="loop") and Hugging Face generate (engine="hf"), each on the same
+    min(gen_batch, 6 x prompts) of the step's prompts at once, one sample each, {args.max_new_tokens} new tokens,
+    under the preset's autocast.""")
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description="Benchmarks: the sandbox, the log-prob pass, a self-play step.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -303,6 +473,14 @@ if __name__ == "__main__":
     sa_p = sub.add_parser("sampler", help="seconds and tokens/s of sampling.py's loop vs HF generate")
     sa_p.add_argument("--model", choices=["smollm2-135m"], help="also SmolLM2-135M, 8 samples of a 600-token prompt")
     sa_p.add_argument("--max-new-tokens", type=int, help="for the smollm2 and CUDA cases (default 128 and 1024)")
+    gpu_p = sub.add_parser("gpu", help="one self-play step of the gpu preset on random-weight Qwen2.5 shapes")
+    gpu_p.add_argument("--sizes", default="0.5b,1.5b,3b" if torch.cuda.is_available() else "tiny",
+                       help=f"comma-separated, of {', '.join(QWEN_SHAPES)} (default: 0.5b,1.5b,3b on CUDA, "
+                            "tiny on CPU)")
+    gpu_p.add_argument("--max-new-tokens", type=number(int, 1), default=256, help="every response's length (default 256: "
+                       "all three sizes in about 8 minutes on one H100, see bench_gpu)")
+    gpu_p.add_argument("--prompts", type=number(int, 1), default=grpo.PRESETS["gpu"]["prompts"],
+                       help="prompts per (role, task type) (default: the gpu preset's 64)")
     args, rest = p.parse_known_args()
     if args.command != "step" and rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -314,5 +492,11 @@ if __name__ == "__main__":
         bench_logprobs()
     elif args.command == "sampler":
         bench_sampler(args.model, args.max_new_tokens)
+    elif args.command == "gpu":
+        sizes = [size.strip() for size in args.sizes.split(",") if size.strip()]
+        unknown = [size for size in sizes if size not in QWEN_SHAPES]
+        if unknown or not sizes:
+            p.error(f"--sizes: unknown {unknown or 'empty list'}; choose from {', '.join(QWEN_SHAPES)}")
+        bench_gpu(sizes, args.prompts, args.max_new_tokens)
     else:
         bench_step(rest)

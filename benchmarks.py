@@ -255,7 +255,7 @@ def load_codeio(limit=None, chunk=64):
     return found[:limit]
 
 
-def load_tasks(path, task_type):
+def task_problems(path, task_type):
     """The valid tasks of a run's tasks.jsonl or a buffer file that can play task_type: triplets
     for deduction and abduction, induction tasks for induction."""
     names = {f.name for f in fields(Task)}
@@ -286,7 +286,7 @@ def load_benchmark(name, args):
         return f"jsonl-{key}", "math", problems[:args.limit]
     if name == "humaneval":
         return name, "humaneval", load_humaneval()[:args.limit]
-    problems = load_codeio(args.limit) if name == "codeio" else load_tasks(args.data, args.task_type)[:args.limit]
+    problems = load_codeio(args.limit) if name == "codeio" else task_problems(args.data, args.task_type)[:args.limit]
     for p in problems:
         p.prompt = solver_prompt(args.task_type, p.answer)
     return f"{name}-{args.task_type}" + (f"-{data_key(args)}" if name == "tasks" else ""), "code", problems

@@ -14,6 +14,8 @@ import itertools
 import math
 from collections import defaultdict
 
+from findings import mean
+
 # decision points of a program: if, conditional expression, loops, except clauses, comprehension
 # loops, match cases
 BRANCHES = (ast.If, ast.IfExp, ast.For, ast.AsyncFor, ast.While, ast.ExceptHandler, ast.comprehension, ast.match_case)
@@ -56,8 +58,9 @@ def spearman(x, y):
     return sxy / math.sqrt(sxx * syy) if sxx and syy else math.nan
 
 
-def mean(values):
-    return sum(values) / len(values) if values else None
+def mean_or_none(values):
+    """findings.mean, or None for no values (a step with no valid task has no mean solve rate)."""
+    return mean(values) if values else None
 
 
 def curriculum_by_step(records):
@@ -72,8 +75,8 @@ def curriculum_by_step(records):
         valid = [r for r in rs if r["valid"]]
         shapes = [c for c in map(program_complexity, (r["program"] for r in valid)) if c]
         rows.append({"type": task_type, "step": step, "proposed": len(rs), "valid_rate": len(valid) / len(rs),
-                     "solve_rate": mean([r["solve_rate"] for r in valid if r["solve_rate"] is not None]),
-                     **{k: mean([c[k] for c in shapes]) for k in ("nodes", "depth", "branches")}})
+                     "solve_rate": mean_or_none([r["solve_rate"] for r in valid if r["solve_rate"] is not None]),
+                     **{k: mean_or_none([c[k] for c in shapes]) for k in ("nodes", "depth", "branches")}})
     return rows
 
 
@@ -92,5 +95,5 @@ def length_vs_difficulty(records):
         for rate, length in pts:
             by_rate[rate].append(length)
         out[task_type] = {"tasks": len(pts), "spearman": spearman([p[0] for p in pts], [p[1] for p in pts]),
-                          "length_by_solve_rate": {rate: mean(v) for rate, v in sorted(by_rate.items())}}
+                          "length_by_solve_rate": {rate: mean_or_none(v) for rate, v in sorted(by_rate.items())}}
     return out

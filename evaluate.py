@@ -48,7 +48,7 @@ import executor
 from benchmarks import BENCHMARKS, PACKAGES, grade, load_benchmark
 from chat import render_chat
 from models import load_model, model_name_problem
-from runs import read_jsonl
+from runs import number, read_jsonl
 from sampling import sample
 
 # -----------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def load_samples(path):
     return {key(r): r for r in map(json.loads, data.decode("utf-8").splitlines()) if r}
 
 
-def batches(num_problems, n, batch_size):
+def sample_batches(num_problems, n, batch_size):
     """All (problem index, sample index) pairs, problem by problem, cut into generate calls of
     batch_size rows. Batch b is always sampled with the seed of b, so the same settings give the
     same batches and the same samples, whether a run is resumed or not."""
@@ -110,7 +110,7 @@ def evaluate(model_name, model, tokenizer, bench, kind, problems, args, path, do
     left = [sum(not have(p, s) for s in range(args.n)) for p in range(len(problems))]  # samples missing per problem
     bar = tqdm(total=len(problems) * args.n, initial=len(problems) * args.n - sum(left), unit="sample",
                desc=f"{os.path.basename(model_name.rstrip('/'))} {bench}")
-    for b, batch in enumerate(batches(len(problems), args.n, args.batch_size)):
+    for b, batch in enumerate(sample_batches(len(problems), args.n, args.batch_size)):
         missing = [j for j, (p, s) in enumerate(batch) if not have(p, s)]
         if not missing:
             continue
@@ -161,13 +161,6 @@ DTYPES = ("float32", "bfloat16", "float16")
 SAMPLING = ("temperature", "top_p", "max_new_tokens", "batch_size", "seed", "dtype", "task_type")
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with every error in one line, what is wrong and what to do, exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def check_data(p, args):
     """--data for the tasks and jsonl benchmarks: an existing JSON-lines file holding the fields
     the flags name, with unique problem ids. Reading it here answers a bad file before anything
@@ -205,17 +198,17 @@ def check_data(p, args):
 
 def get_args(argv=None):
     """The command line, checked in full before anything loads or is written: a bad argument ends
-    here with one line on stderr and exit status 2 (argparse's convention)."""
-    p = Parser(prog="evaluate.py", description="pass@k of models on math, code and code-reasoning benchmarks.")
+    here with the usage and one error line on stderr, exit status 2 (argparse's convention)."""
+    p = argparse.ArgumentParser(prog="evaluate.py", description="pass@k of models on math, code and code-reasoning benchmarks.")
     p.add_argument("--models", nargs="+", required=True, help="built-in names (toy, tiny, smollm2-135m), folders or hub ids")
     p.add_argument("--benchmarks", nargs="+", default=["gsm8k"], choices=BENCHMARKS, help="benchmarks to run")
-    p.add_argument("--n", type=int, default=8, help="samples per problem; pass@k is reported for k = 1..n")
-    p.add_argument("--ks", type=int, nargs="+", default=None, help="k values to print (default: powers of 2 up to n, and n)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first this many problems of each benchmark")
-    p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (the study: 0.6)")
-    p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass (the study: 0.95)")
-    p.add_argument("--max-new-tokens", type=int, default=512, help="longest response")
-    p.add_argument("--batch-size", type=int, default=16, help="sequences per generate call")
+    p.add_argument("--n", type=number(int, 1), default=8, help="samples per problem; pass@k is reported for k = 1..n")
+    p.add_argument("--ks", type=number(int, 1), nargs="+", default=None, help="k values to print (default: powers of 2 up to n, and n)")
+    p.add_argument("--limit", type=number(int, 1), default=None, help="use only the first this many problems of each benchmark")
+    p.add_argument("--temperature", type=number(float, 0, above=True), default=0.6, help="sampling temperature (the study: 0.6)")
+    p.add_argument("--top-p", type=number(float, 0, 1, above=True), default=0.95, help="nucleus sampling mass (the study: 0.95)")
+    p.add_argument("--max-new-tokens", type=number(int, 1), default=512, help="longest response")
+    p.add_argument("--batch-size", type=number(int, 1), default=16, help="sequences per generate call")
     p.add_argument("--seed", type=int, default=0, help="seeds every batch; the same seed gives the same samples")
     p.add_argument("--dtype", default=None, choices=DTYPES, help="default: bfloat16 on GPU, float32 on CPU")
     p.add_argument("--task-type", default="deduction", choices=["deduction", "abduction", "induction"],
@@ -226,14 +219,6 @@ def get_args(argv=None):
     p.add_argument("--id-field", default=None, help="jsonl: the field holding a problem id (default: line number)")
     p.add_argument("--out", default=None, help="output folder; rerun with the same one to resume (default runs/eval-<time>)")
     args = p.parse_args(argv)
-    for flag, value in (("--n", args.n), ("--limit", args.limit), ("--max-new-tokens", args.max_new_tokens),
-                        ("--batch-size", args.batch_size)):
-        if value is not None and value < 1:
-            p.error(f"{flag} {value}: must be at least 1")
-    if not args.temperature > 0:
-        p.error(f"--temperature {args.temperature}: must be above 0 (samples are drawn from softmax(logits / T))")
-    if not 0 < args.top_p <= 1:
-        p.error(f"--top-p {args.top_p}: must lie in (0, 1]; 1 keeps the whole distribution")
     args.ks = args.ks or sorted({k for k in (2 ** i for i in range(args.n.bit_length())) if k <= args.n} | {args.n})
     if max(args.ks) > args.n or min(args.ks) < 1:
         p.error(f"--ks {' '.join(map(str, args.ks))}: pass@k needs 1 <= k <= n = {args.n}; raise --n or lower --ks")

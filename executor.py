@@ -6,7 +6,7 @@ sections 3.3.3 and 3.3.4): a proposal is valid only if its program runs and is d
 deduction, abduction and induction answers are checked against gold outputs. This file owns all
 of that, and imports nothing else of the project: it is the bottom layer.
 
-It is longer than the project's other files (about 700 lines) on purpose: the static checks, the
+It is longer than the project's other files on purpose: the static checks, the
 literal parsing at the boundary, the forked child's limits and the pool that starts it are one
 security argument, and a reader checking what a model-written program can do should find every
 part of it in one place.

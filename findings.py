@@ -49,6 +49,8 @@ RESOLUTION = {"pass@k": 0.005, "entropy": 0.005, "sparsity": 1e-4, "solve rate":
 
 
 def mean(values):
+    """The arithmetic mean of any iterable of numbers; an empty one is an error (ZeroDivisionError)."""
+    values = list(values)
     return sum(values) / len(values)
 
 

@@ -1,6 +1,6 @@
 """
-AZR self-play trained with a GRPO-family policy-gradient loss written by hand; and the study's two
-other methods from the same base, RLVR (rlvr.py) and SFT (sft.py), with the same run folder.
+The training of the study's three methods from one base (arXiv 2510.27072): AZR self-play with a
+GRPO-family policy-gradient loss written by hand, RLVR with the same loss, and SFT.
 
 Absolute Zero (AZR, arXiv 2505.03335, section 3) trains one causal LM in two roles: as proposer it
 writes Python tasks (deduction, abduction, induction) and is rewarded for their learnability, as
@@ -13,16 +13,16 @@ Both roles are updated with a clipped policy-gradient loss:
   - token-mean (DAPO, arXiv 2503.14476), sequence-mean of token-means (GRPO) or sum / constant
     length (Dr. GRPO).
 The full-vocabulary entropy of every response token, logged per role and task type, is the
-study's entropy-dynamics measurement (arXiv 2510.27072); it comes from the same chunked
-pass as the log-probs (logprobs.py).
+study's entropy-dynamics measurement; it comes from the same chunked pass as the log-probs
+(logprobs.py).
 
-The file reads in the order a step runs: settings, the advantage, the loss, the update, the loop;
-the rollouts it trains on are each method's (selfplay.py, rlvr.py, sft.py), the run folder it
-writes is described in runs.py.
-It is a little over 450 lines because its settings hold every flag that restores or departs from
-AZR's released behaviour, with the three presets; the mechanisms themselves are short.
+The file reads as the algorithm: `training_step` (one step: the method's rollouts and rewards,
+then the update), the advantages, the clipped loss, `update` (advantages, loss, one optimizer step
+per mini-batch), the metrics line; then the settings (the three presets, every flag, and the
+checks of bad input) and `train`, the loop that loads, resumes, seeds, logs and checkpoints. The
+rollouts are each method's file (selfplay.py, rlvr.py, sft.py); the run folder is runs.py's.
 
-    python grpo.py                # the toy base (toybase.py, built on first use), its toy preset
+    python grpo.py                # the toy base shipped in bases/, its toy preset
     python grpo.py --model <hub id or folder>
     python grpo.py --method rlvr --data toy   # the solver alone on fixed tasks; sft: on their gold answers
 """
@@ -30,7 +30,6 @@ AZR's released behaviour, with the three presets; the mechanisms themselves are 
 import argparse
 import json
 import os
-import sys
 import time
 
 import torch
@@ -41,163 +40,37 @@ from logprobs import grouped_sequence_logprobs_and_entropy, sequence_logprobs_an
 from chat import TEMPLATES
 from models import load_model, model_name_problem
 from proposer import PROPOSER_REWARDS, REWARD_LEVELS, load_buffer, new_buffers, save_buffer
-from rlvr import data_problem, load_tasks, rlvr_rollouts
-from rollout import autocast, micro_batches, placed
+from rlvr import data_problem, load_data, rlvr_rollouts
+from rollout import autocast, micro_batches, mini_batch_split, optimizer_step, placed, timed
 from selfplay import seed_buffers, self_play
-from runs import keep_lines_until, last_checkpoint, save_checkpoint
+from runs import TRACKERS, keep_lines_until, last_checkpoint, number, open_tracker, save_checkpoint, tracker_problem
 from sft import sft_rows, sft_update
-from solver import FORMAT_RULES, TASK_TYPES
+from solver import FORMAT_RULES, TASK_TYPES, TRIPLET_TYPES
 
 # -----------------------------------------------------------------------------
-# Self-play: settings. Flags left unset take the preset's value; the full config is saved per run.
-
-PRESETS = {
-    # a laptop: tiny batches, short responses, float32
-    "cpu": dict(dtype="float32", amp=False, prompts=2, group=2, solve_samples=4, references=3, induction_inputs=4,
-                max_new_tokens=192, micro_batch=4, gen_batch=16, lr=1e-5, grad_ckpt=False, mini_batches=1,
-                template="auto", seed_tasks=0),
-    # one 80 GB GPU, 0.5B-3B, AZR as released (scripts/selfplay/coder3b.sh, azr_ppo_trainer.yaml): 64
-    # tasks per (role, task type) with one sample each (rollout.n = 1), 384 sequences in ONE
-    # on-policy optimizer step (coder3b.sh's ppo_mini_batch_size=128 is overridden by main_azr_ppo.py
-    # to train_batch_size x problem types x 2 roles = 384), n = 8 solve-rate samples, K = 6
-    # references, 10 induction inputs, the R1 scaffold, 256 seed tasks. Float32 master weights with bf16 compute: a pure bf16
-    # AdamW would round most 1e-6 updates away, which would fake the update sparsity the study
-    # measures (3B: 12 GB weights + 12 grads + 25 Adam). Responses up to 1024 tokens, not 8096.
-    "gpu": dict(dtype="float32", amp=True, prompts=64, group=1, solve_samples=8, references=6, induction_inputs=10,
-                max_new_tokens=1024, micro_batch=8, gen_batch=128, lr=1e-6, grad_ckpt=True, mini_batches=1,
-                template="r1", seed_tasks=256),
-    # the toy base of toybase.py (0.9M parameters) on a laptop: 64 samples per role and task type,
-    # so that each batch holds right answers too, and a learning rate for a small model
-    "toy": dict(dtype="float32", amp=False, prompts=8, group=8, solve_samples=4, references=3, induction_inputs=4,
-                max_new_tokens=160, micro_batch=64, gen_batch=128, lr=2e-4, grad_ckpt=False, mini_batches=1,
-                template="auto", seed_tasks=16),
-}
-METHODS = ("azr", "rlvr", "sft")  # the study's three post-training methods, from the same base
-PRESET_STEPS = {"toy": 30}  # default --steps (else 20): toy's 30 take about 9 minutes on 2 cores
+# One training step: what the loop at the bottom of the file runs, once per step
 
 
-def parser():
-    p = argparse.ArgumentParser(prog="grpo.py", description="AZR self-play with a hand-written GRPO loss.")
-    p.add_argument("--method", choices=METHODS, default="azr",
-                   help="azr: self-play (proposer and solver); rlvr: the solver alone on --data, same loss; "
-                        "sft: cross-entropy on --data's gold answers")
-    p.add_argument("--data", default="toy", help="rlvr and sft: toy (fresh toy-world tasks), heldout (the toy "
-                   "held-out set: an upper bound only), or a tasks.jsonl / buffer file")
-    p.add_argument("--model", default="toy",
-                   help="hub id, local folder, or built-in: toy (toybase.py, built on first use), tiny, smollm2-135m")
-    p.add_argument("--out", default=None, help="run folder (default runs/<model>-<time>)")
-    p.add_argument("--steps", type=int, default=None, help="training steps in all (default: the preset's, 20 or toy's 30)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="defaults for a laptop CPU, one GPU, or the toy base (default: toy for --model toy, else gpu if CUDA is available)")
-    p.add_argument("--task-types", default=",".join(TASK_TYPES), help="comma-separated subset of " + ", ".join(TASK_TYPES))
-    p.add_argument("--prompts", type=int, help="prompts per (role, task type) per step")
-    p.add_argument("--group", type=int, help="samples per prompt (G); prompts x group = batch per (role, task type)")
-    p.add_argument("--solve-samples", type=int, help="solver samples per valid proposal for its solve rate (AZR n = 8)")
-    p.add_argument("--references", type=int, help="reference triplets shown to the proposer (AZR K = 6)")
-    p.add_argument("--induction-inputs", type=int, help="inputs the induction proposer must give, all running (AZR: 10)")
-    p.add_argument("--seed-tasks", type=int, help="before training, the base proposes until this many valid triplets "
-                   "and induction tasks fill the buffers (AZR: 256)")
-    p.add_argument("--template", choices=TEMPLATES, default=None,
-                   help="prompt scaffold: r1 (AZR's, chat template blanked, <think> prefilled), chat (the tokenizer's "
-                        "template), auto (chat if the tokenizer has a template, else r1)")
-    p.add_argument("--max-new-tokens", type=int, help="longest response")
-    p.add_argument("--format", choices=FORMAT_RULES, default="released",
-                   help="the response format rule: released (AZR's: <think>..</think><answer>..</answer> at the "
-                        "start, anything after, the last <answer> read; solve rates read with no format check) "
-                        "or strict (exactly one of each tag and nothing after </answer>)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; log-probs use the same")
-    p.add_argument("--advantage", choices=sorted(ADVANTAGE_MODES), default="trr++",
-                   help="trr++: baseline per (role, task type), whitened over tokens (AZR as released); trr++-seq: "
-                        "the same over sequences; grpo: per prompt; drgrpo: per prompt, no std")
-    p.add_argument("--loss-agg", choices=["token-mean", "seq-mean-token-mean", "seq-sum-norm"], default="token-mean",
-                   help="token-mean (DAPO, verl), sequence mean of token means (GRPO), sum / max-new-tokens (Dr. GRPO)")
-    p.add_argument("--clip-low", type=float, default=0.2, help="ratio clip below 1")
-    p.add_argument("--clip-high", type=float, default=0.2, help="ratio clip above 1 (DAPO: 0.28)")
-    p.add_argument("--kl-coef", type=float, default=0.0, help="k3 KL to the frozen initial model (AZR: 0)")
-    p.add_argument("--entropy-coef", type=float, default=0.001, help="entropy bonus: loss - coef x token-mean entropy (AZR: 0.001)")
-    p.add_argument("--proposer-reward", choices=sorted(PROPOSER_REWARDS), default="learnability",
-                   help="learnability (AZR), peaked at solve rate 0.5 (the study), or sharpening")
-    p.add_argument("--reward-levels", choices=REWARD_LEVELS, default="released",
-                   help="proposer penalties: released (invalid -1, solve rate 0 or 1 -0.5) or paper (invalid -0.5, 0 or 1 -> 0)")
-    p.add_argument("--duplicate-penalty", action="store_true",
-                   help="a proposal repeating a buffer task or an earlier one of its batch is invalid (AZR: off)")
-    p.add_argument("--skip-zero-var", action="store_true",
-                   help="leave zero-variance groups out of the loss (AZR keeps them: they add tokens and the entropy bonus)")
-    p.add_argument("--freeze-proposer", action="store_true", help="the proposer samples but gets no gradient")
-    p.add_argument("--lr", type=float, help="AdamW learning rate")
-    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (AZR: 0.01, verl's default)")
-    p.add_argument("--mini-batches", type=int, help="optimizer steps per batch (AZR: 1, all 384 sequences at once)")
-    p.add_argument("--micro-batch", type=int, help="sequences per forward/backward (gradient accumulation)")
-    p.add_argument("--gen-batch", type=int, help="sequences decoded at once")
-    p.add_argument("--sampler", choices=["loop", "hf"], default="loop",
-                   help="loop: sampling.py's decoding loop; hf: Hugging Face generate (the reference, slower)")
-    p.add_argument("--share-prompts", action=argparse.BooleanOptionalAction, default=True,
-                   help="forward a prompt once for the samples that share it in the update (same loss and gradient)")
-    p.add_argument("--two-pass", action="store_true",
-                   help="the old update: a no-grad pass for old log-probs even when on-policy (for comparison)")
-    p.add_argument("--chunk-size", type=int, default=128, help="positions per chunk of the log-prob/entropy pass")
-    p.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, default=None, help="gradient checkpointing")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="dtype of the weights")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="bf16 autocast for each forward (weights and the optimizer step stay in --dtype)")
-    p.add_argument("--save-every", type=int, default=10, help="checkpoint every this many steps (and at the end)")
-    p.add_argument("--seed", type=int, default=0, help="seeds sampling and reference draws, step by step")
-    return p
+def training_step(step, model, tokenizer, optimizer, buffers, tasks, args, ref_model=None):
+    """Step `step` of args.method. Returns its line of metrics.jsonl and its proposals' records.
 
-
-def get_args(argv=None):
-    p = parser()
-    args = p.parse_args(argv)
-    args.preset = args.preset or ("toy" if args.model == "toy" else "gpu" if torch.cuda.is_available() else "cpu")
-    for key, value in PRESETS[args.preset].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    args.task_types = [t.strip() for t in args.task_types.split(",") if t.strip()]
-    if args.method != "azr" and args.task_types == list(TASK_TYPES):
-        args.task_types = ["deduction", "abduction"]  # a fixed dataset of triplets has no induction tasks
-    check_args(p, args)
-    return args
-
-
-def check_args(p, args):
-    """Refuse bad settings with one line and exit status 2 (argparse's p.error), before anything
-    is loaded or written."""
-    bad = [t for t in args.task_types if t not in TASK_TYPES]
-    if bad or not args.task_types:
-        p.error(f"--task-types: unknown {bad or 'empty list'}; choose from {', '.join(TASK_TYPES)}")
-    for name in ("steps", "prompts", "group", "solve_samples", "references", "max_new_tokens", "mini_batches",
-                 "micro_batch", "gen_batch", "chunk_size", "save_every"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-    for name in ("seed_tasks", "kl_coef", "entropy_coef", "clip_low", "clip_high", "weight_decay"):
-        if getattr(args, name) < 0:
-            p.error(f"--{name.replace('_', '-')} must not be negative, not {getattr(args, name)}")
-    if args.induction_inputs < 2:
-        p.error(f"--induction-inputs must be at least 2 (one pair shown, one hidden), not {args.induction_inputs}")
-    if not args.lr > 0:
-        p.error(f"--lr must be positive, not {args.lr}")
-    if not args.temperature > 0:
-        p.error(f"--temperature must be positive, not {args.temperature}")
-    if args.clip_low >= 1:
-        p.error(f"--clip-low must be below 1, not {args.clip_low}")
-    if args.group == 1 and args.advantage in ("grpo", "drgrpo"):
-        p.error(f"--advantage {args.advantage} needs --group of at least 2 (a group of one has no baseline); use trr++")
-    if args.resume:
-        if not args.out or not os.path.isfile(os.path.join(args.out, "config.json")):
-            p.error(f"--resume: no run folder with a config.json at --out {args.out}; start a run without --resume")
-    elif args.out and last_checkpoint(args.out):
-        p.error(f"--out {args.out} already holds a run: pass --resume to continue it, or another --out")
-    problem = model_name_problem(args.model)
-    if problem:
-        p.error(f"--model {problem}")
-    if args.method != "azr":
-        if "induction" in args.task_types:
-            p.error(f"--method {args.method} trains on triplets: --task-types deduction and/or abduction")
-        problem = data_problem(args.data)
-        if problem:
-            p.error(problem)
+    AZR (arXiv 2505.03335, Algorithm 1): the proposer writes tasks, n solver samples on each valid
+    one set its solve rate and so the proposer's reward, the solver answers tasks from the buffers
+    and is rewarded for correctness (selfplay.self_play); then advantages over the batch, the clipped
+    loss with the entropy bonus, and one optimizer step (update). RLVR is the solver's half of that
+    on fixed tasks (rlvr.rlvr_rollouts); SFT is cross-entropy on their gold answers (sft.py)."""
+    if args.method == "azr":  # proposals and their solve rates, proposer rewards, the solver's answers and rewards
+        rows, records, times = self_play(step, model, tokenizer, buffers, args)
+    elif args.method == "rlvr":  # the solver's answers to fixed tasks and their rewards
+        rows, records, times = rlvr_rollouts(step, model, tokenizer, tasks, args)
+    else:  # the gold answers of fixed tasks
+        rows, records, times = sft_rows(step, tokenizer, tasks, args), [], {}
+    with timed(times, "update"):
+        if args.method == "sft":  # cross-entropy, one optimizer step
+            entropy, stats = sft_update(model, optimizer, rows, args)
+        else:  # advantages, the clipped loss with the entropy bonus, one optimizer step
+            entropy, stats = update(model, optimizer, rows, args, ref_model)
+    return step_metrics(step, rows, entropy, records, stats, times, buffers, args), records
 
 
 # -----------------------------------------------------------------------------
@@ -358,7 +231,7 @@ def update(model, optimizer, rows, args, ref_model=None):
     # frozen rows get no gradient; zero-variance groups stay in (A = 0: they add tokens to the
     # token mean and take the entropy bonus, as in AZR) unless --skip-zero-var
     trainable = [k for k, r in enumerate(rows) if r.train and not (args.skip_zero_var and zero_var[k])]
-    parts = [part for part in (trainable[m::args.mini_batches] for m in range(args.mini_batches)) if part]
+    parts = mini_batch_split(trainable, args.mini_batches)
     # With one mini-batch the policy that sampled is the one being trained: the gradient pass's own
     # log-probs, detached, are the old ones, and its entropies are the ones to log. A no-grad pass
     # is needed only for the rows it leaves out, for every row when there are several optimizer
@@ -393,21 +266,22 @@ def update(model, optimizer, rows, args, ref_model=None):
                         entropy_sum[k] = H[b][response[b].bool()].detach().float().sum().cpu()
                 old_logp = logp.detach() if on_policy else placed([old[k] for k in keys], response)
                 loss, loss_stats = policy_loss(
-                    logp, old_logp, A[keys].to(device), response, args.clip_low, args.clip_high, args.loss_agg,
-                    args.max_new_tokens, args.kl_coef, placed([ref[k] for k in keys], response) if ref else None,
-                    H if args.entropy_coef > 0 else None, args.entropy_coef)
+                    logp=logp, old_logp=old_logp, advantages=A[keys].to(device), mask=response,
+                    clip_low=args.clip_low, clip_high=args.clip_high, aggregation=args.loss_agg,
+                    norm_length=args.max_new_tokens, kl_coef=args.kl_coef,
+                    ref_logp=placed([ref[k] for k in keys], response) if ref else None,
+                    entropy=H if args.entropy_coef > 0 else None, entropy_coef=args.entropy_coef)
                 # each batch's share of the whole mini-batch's aggregate: tokens for token-mean,
                 # sequences for the two per-sequence modes
                 share = response.sum().item() / tokens if args.loss_agg == "token-mean" else len(keys) / len(part)
             (loss * share).backward()
             stats["clip_frac"] += loss_stats["clip_frac"] * share / len(parts)
-        stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
-        optimizer.step()  # outside autocast: the update is computed in the weights' dtype
+        stats["grad_norm"] = optimizer_step(model, optimizer)
     return (entropy_sum, entropy_count), stats
 
 
 # -----------------------------------------------------------------------------
-# Metrics and the loop
+# The metrics line
 
 def step_metrics(step, rows, entropy, records, stats, times, buffers, args):
     """One line of metrics.jsonl: per (role, task type) reward, entropy (the token mean over all
@@ -445,6 +319,150 @@ def step_metrics(step, rows, entropy, records, stats, times, buffers, args):
     return m
 
 
+# -----------------------------------------------------------------------------
+# Settings: the presets and every flag. Flags left unset take the preset's value; the full config
+# is saved with each run. Bad input is refused before anything loads or is written.
+
+PRESETS = {
+    # a laptop: tiny batches, short responses, float32
+    "cpu": dict(dtype="float32", amp=False, prompts=2, group=2, solve_samples=4, references=3, induction_inputs=4,
+                max_new_tokens=192, micro_batch=4, gen_batch=16, lr=1e-5, grad_ckpt=False, mini_batches=1,
+                template="auto", seed_tasks=0),
+    # one 80 GB GPU, 0.5B-3B, AZR as released (scripts/selfplay/coder3b.sh, azr_ppo_trainer.yaml): 64
+    # tasks per (role, task type) with one sample each (rollout.n = 1), 384 sequences in ONE
+    # on-policy optimizer step (coder3b.sh's ppo_mini_batch_size=128 is overridden by main_azr_ppo.py
+    # to train_batch_size x problem types x 2 roles = 384), n = 8 solve-rate samples, K = 6
+    # references, 10 induction inputs, the R1 scaffold, 256 seed tasks. Float32 master weights with bf16 compute: a pure bf16
+    # AdamW would round most 1e-6 updates away, which would fake the update sparsity the study
+    # measures (3B: 12 GB weights + 12 grads + 25 Adam). Responses up to 1024 tokens, not 8096.
+    "gpu": dict(dtype="float32", amp=True, prompts=64, group=1, solve_samples=8, references=6, induction_inputs=10,
+                max_new_tokens=1024, micro_batch=8, gen_batch=128, lr=1e-6, grad_ckpt=True, mini_batches=1,
+                template="r1", seed_tasks=256),
+    # the toy base of toybase.py (0.9M parameters) on a laptop: 64 samples per role and task type,
+    # so that each batch holds right answers too, and a learning rate for a small model
+    "toy": dict(dtype="float32", amp=False, prompts=8, group=8, solve_samples=4, references=3, induction_inputs=4,
+                max_new_tokens=160, micro_batch=64, gen_batch=128, lr=2e-4, grad_ckpt=False, mini_batches=1,
+                template="auto", seed_tasks=16),
+}
+METHODS = ("azr", "rlvr", "sft")  # the study's three post-training methods, from the same base
+COUNT = number(int, 1)  # the argparse type of a count of steps, prompts, samples or tokens
+PRESET_STEPS = {"toy": 30}  # default --steps (else 20): toy's 30 take about 9 minutes on 2 cores
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="grpo.py", description="AZR self-play with a hand-written GRPO loss.")
+    p.add_argument("--method", choices=METHODS, default="azr",
+                   help="azr: self-play (proposer and solver); rlvr: the solver alone on --data, same loss; "
+                        "sft: cross-entropy on --data's gold answers")
+    p.add_argument("--data", default="toy", help="rlvr and sft: toy (fresh toy-world tasks), heldout (the toy "
+                   "held-out set: an upper bound only), or a tasks.jsonl / buffer file")
+    p.add_argument("--model", default="toy",
+                   help="hub id, local folder, or built-in: toy (toybase.py, shipped in bases/), tiny, smollm2-135m")
+    p.add_argument("--out", default=None, help="run folder (default runs/<model>-<time>)")
+    p.add_argument("--steps", type=COUNT, default=None, help="training steps in all (default: the preset's, 20 or toy's 30)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="defaults for a laptop CPU, one GPU, or the toy base (default: toy for --model toy, else gpu if CUDA is available)")
+    p.add_argument("--task-types", default=",".join(TASK_TYPES), help="comma-separated subset of " + ", ".join(TASK_TYPES))
+    p.add_argument("--prompts", type=COUNT, help="prompts per (role, task type) per step")
+    p.add_argument("--group", type=COUNT, help="samples per prompt (G); prompts x group = batch per (role, task type)")
+    p.add_argument("--solve-samples", type=COUNT, help="solver samples per valid proposal for its solve rate (AZR n = 8)")
+    p.add_argument("--references", type=COUNT, help="reference triplets shown to the proposer (AZR K = 6)")
+    p.add_argument("--induction-inputs", type=number(int, 2), help="inputs the induction proposer must give, all running (AZR: 10)")
+    p.add_argument("--seed-tasks", type=number(int, 0), help="before training, the base proposes until this many valid triplets "
+                   "and induction tasks fill the buffers (AZR: 256)")
+    p.add_argument("--template", choices=TEMPLATES, default=None,
+                   help="prompt scaffold: r1 (AZR's, chat template blanked, <think> prefilled), chat (the tokenizer's "
+                        "template), auto (chat if the tokenizer has a template, else r1)")
+    p.add_argument("--max-new-tokens", type=COUNT, help="longest response")
+    p.add_argument("--format", choices=FORMAT_RULES, default="released",
+                   help="the response format rule: released (AZR's: <think>..</think><answer>..</answer> at the "
+                        "start, anything after, the last <answer> read; solve rates read with no format check) "
+                        "or strict (exactly one of each tag and nothing after </answer>)")
+    p.add_argument("--temperature", type=number(float, 0, above=True), default=1.0, help="sampling temperature; log-probs use the same")
+    p.add_argument("--advantage", choices=sorted(ADVANTAGE_MODES), default="trr++",
+                   help="trr++: baseline per (role, task type), whitened over tokens (AZR as released); trr++-seq: "
+                        "the same over sequences; grpo: per prompt; drgrpo: per prompt, no std")
+    p.add_argument("--loss-agg", choices=["token-mean", "seq-mean-token-mean", "seq-sum-norm"], default="token-mean",
+                   help="token-mean (DAPO, verl), sequence mean of token means (GRPO), sum / max-new-tokens (Dr. GRPO)")
+    p.add_argument("--clip-low", type=number(float, 0, 1, below=True), default=0.2, help="ratio clip below 1")
+    p.add_argument("--clip-high", type=number(float, 0), default=0.2, help="ratio clip above 1 (DAPO: 0.28)")
+    p.add_argument("--kl-coef", type=number(float, 0), default=0.0, help="k3 KL to the frozen initial model (AZR: 0)")
+    p.add_argument("--entropy-coef", type=number(float, 0), default=0.001, help="entropy bonus: loss - coef x token-mean entropy (AZR: 0.001)")
+    p.add_argument("--proposer-reward", choices=sorted(PROPOSER_REWARDS), default="learnability",
+                   help="learnability (AZR), peaked at solve rate 0.5 (the study), or sharpening")
+    p.add_argument("--reward-levels", choices=REWARD_LEVELS, default="released",
+                   help="proposer penalties: released (invalid -1, solve rate 0 or 1 -0.5) or paper (invalid -0.5, 0 or 1 -> 0)")
+    p.add_argument("--duplicate-penalty", action="store_true",
+                   help="a proposal repeating a buffer task or an earlier one of its batch is invalid (AZR: off)")
+    p.add_argument("--skip-zero-var", action="store_true",
+                   help="leave zero-variance groups out of the loss (AZR keeps them: they add tokens and the entropy bonus)")
+    p.add_argument("--freeze-proposer", action="store_true", help="the proposer samples but gets no gradient")
+    p.add_argument("--lr", type=number(float, 0, above=True), help="AdamW learning rate")
+    p.add_argument("--weight-decay", type=number(float, 0), default=0.01, help="AdamW weight decay (AZR: 0.01, verl's default)")
+    p.add_argument("--mini-batches", type=COUNT, help="optimizer steps per batch (AZR: 1, all 384 sequences at once)")
+    p.add_argument("--micro-batch", type=COUNT, help="sequences per forward/backward (gradient accumulation)")
+    p.add_argument("--gen-batch", type=COUNT, help="sequences decoded at once")
+    p.add_argument("--sampler", choices=["loop", "hf"], default="loop",
+                   help="loop: sampling.py's decoding loop; hf: Hugging Face generate (the reference, slower)")
+    p.add_argument("--share-prompts", action=argparse.BooleanOptionalAction, default=True,
+                   help="forward a prompt once for the samples that share it in the update (same loss and gradient)")
+    p.add_argument("--two-pass", action="store_true",
+                   help="a separate no-grad pass for the old log-probs even when on-policy (the same loss; for comparison)")
+    p.add_argument("--chunk-size", type=COUNT, default=128, help="positions per chunk of the log-prob/entropy pass")
+    p.add_argument("--grad-ckpt", action=argparse.BooleanOptionalAction, default=None, help="gradient checkpointing")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="dtype of the weights")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast for each forward (weights and the optimizer step stay in --dtype)")
+    p.add_argument("--save-every", type=COUNT, default=10, help="checkpoint every this many steps (and at the end)")
+    p.add_argument("--seed", type=int, default=0, help="seeds sampling and reference draws, step by step")
+    p.add_argument("--report-to", choices=sorted(TRACKERS), default="none",
+                   help="also show each step's metrics in TensorBoard (local event files in the run folder) or W&B "
+                        "(hosted; WANDB_MODE=offline to sync later); metrics.jsonl is written either way")
+    return p
+
+
+def get_args(argv=None):
+    p = parser()
+    args = p.parse_args(argv)
+    args.preset = args.preset or ("toy" if args.model == "toy" else "gpu" if torch.cuda.is_available() else "cpu")
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.task_types = [t.strip() for t in args.task_types.split(",") if t.strip()]
+    if args.method != "azr" and args.task_types == list(TASK_TYPES):
+        args.task_types = list(TRIPLET_TYPES)  # a fixed dataset of triplets has no induction tasks
+    check_args(p, args)
+    return args
+
+
+def check_args(p, args):
+    """Refuse bad settings with the usage and one error line, exit status 2 (argparse's p.error),
+    before anything is loaded or written. Single values are checked by their argparse types."""
+    bad = [t for t in args.task_types if t not in TASK_TYPES]
+    if bad or not args.task_types:
+        p.error(f"--task-types: unknown {bad or 'empty list'}; choose from {', '.join(TASK_TYPES)}")
+    if args.group == 1 and args.advantage in ("grpo", "drgrpo"):
+        p.error(f"--advantage {args.advantage} needs --group of at least 2 (a group of one has no baseline); use trr++")
+    if args.resume:
+        if not args.out or not os.path.isfile(os.path.join(args.out, "config.json")):
+            p.error(f"--resume: no run folder with a config.json at --out {args.out}; start a run without --resume")
+    elif args.out and last_checkpoint(args.out):
+        p.error(f"--out {args.out} already holds a run: pass --resume to continue it, or another --out")
+    problem = model_name_problem(args.model) or tracker_problem(args.report_to)
+    if problem:
+        p.error(problem if problem.startswith("--") else f"--model {problem}")
+    if args.method != "azr":
+        if "induction" in args.task_types:
+            p.error(f"--method {args.method} trains on triplets: --task-types deduction and/or abduction")
+        problem = data_problem(args.data)
+        if problem:
+            p.error(problem)
+
+
+# -----------------------------------------------------------------------------
+# The run: load or resume, seed the buffers, then one training_step per step
+
 def load_buffers(checkpoint, buffers):
     """The buffers saved with a checkpoint. A run saved before the triplet buffer was split in two
     (one buffer_triplet.jsonl) starts both triplet buffers from it."""
@@ -454,7 +472,8 @@ def load_buffers(checkpoint, buffers):
 
 
 def train(args):
-    """The run: load (or resume), seed the buffers, then one self-play step and one update per step."""
+    """The run: load (or resume), seed the buffers, then training_step once per step, each step's
+    metrics and proposals appended to the run folder, a checkpoint every --save-every steps."""
     if args.resume:
         steps = args.steps
         with open(os.path.join(args.out, "config.json")) as f:  # a flag newer than the run takes its default
@@ -465,11 +484,10 @@ def train(args):
         args.steps = args.steps or PRESET_STEPS.get(args.preset, 20)
         args.out = args.out or os.path.join("runs", f"{os.path.basename(args.model.rstrip('/'))}-{time.strftime('%Y%m%d-%H%M%S')}")
     checkpoint = last_checkpoint(args.out) if args.resume else None
-    try:  # before anything is written; a hub id that cannot be reached ends here, in one line
+    try:  # before anything is written; a hub id that cannot be reached ends here, as a bad flag would
         model, tokenizer = load_model(checkpoint or args.model, dtype=args.dtype)
     except ValueError as e:
-        print(f"grpo.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        parser().error(str(e))
     if args.grad_ckpt:
         model.gradient_checkpointing_enable()
     ref_model = None
@@ -494,30 +512,21 @@ def train(args):
             save_buffer(os.path.join(args.out, f"seed_buffer_{name}.jsonl"), buffer)
     for name in ("metrics.jsonl", "tasks.jsonl"):
         keep_lines_until(os.path.join(args.out, name), start)
-    tasks = load_tasks(args.data) if args.method != "azr" else None
+    tasks = load_data(args.data) if args.method != "azr" else None
+    log, close_tracker = open_tracker(args.report_to, args.out, vars(args))
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc=f"{args.method} {args.out}")
     for step in bar:
-        if args.method == "azr":
-            rows, records, times = self_play(step + 1, model, tokenizer, buffers, args)
-        elif args.method == "rlvr":
-            rows, records, times = rlvr_rollouts(step + 1, model, tokenizer, tasks, args)
-        else:
-            rows, records, times = sft_rows(step + 1, tokenizer, tasks, args), [], {}
-        t = time.perf_counter()
-        if args.method == "sft":
-            entropy, stats = sft_update(model, optimizer, rows, args)
-        else:
-            entropy, stats = update(model, optimizer, rows, args, ref_model)
-        times["update"] = time.perf_counter() - t
-        metrics = step_metrics(step + 1, rows, entropy, records, stats, times, buffers, args)
+        metrics, records = training_step(step + 1, model, tokenizer, optimizer, buffers, tasks, args, ref_model)
         with open(os.path.join(args.out, "metrics.jsonl"), "a") as f:
             f.write(json.dumps(metrics) + "\n")
+        log(metrics)
         with open(os.path.join(args.out, "tasks.jsonl"), "a") as f:
             f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
         if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
             save_checkpoint(args.out, step + 1, model, tokenizer, optimizer, buffers)
         bar.set_postfix(reward=f"{metrics.get('reward/mean', float('nan')):.2f}", entropy=f"{metrics['entropy/mean']:.2f}",
                         valid=f"{sum(t['valid'] for t in records)}/{len(records)}")
+    close_tracker()
     close_pool()
     return args.out
 

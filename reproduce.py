@@ -19,8 +19,8 @@ Everything lands in --out: runs/<method>-seed<k>/ (a grpo.py run folder, plus th
 evaluations heldout_eval.json, eval_benchmarks/ and sparsity.json) and report/ (report.md, its
 figures, numbers.json, findings.json). Stopped at any point, the same command resumes: a finished
 run is skipped, one without its final checkpoint continues (grpo.py --resume), a cached
-evaluation is read back. It runs a little over 450 lines: the study's phases are one pipeline a
-reader follows from training to verdicts, and each phase is a short function over the others'.
+evaluation is read back. The study's phases are one pipeline a reader follows from training to
+verdicts, and each phase is a short function over the others'.
 
     python reproduce.py                                  # the toy base: 5 runs of 30 steps, one seed
     python reproduce.py --seeds 3 --out runs/study3      # three seeds: verdicts weigh the spread
@@ -28,6 +28,7 @@ reader follows from training to verdicts, and each phase is a short function ove
         --benchmarks math500 aime2024 humaneval --n 32
 """
 
+import argparse
 import contextlib
 import functools
 import importlib.util
@@ -46,19 +47,20 @@ import grpo
 from analyze import (CURRICULUM_HEADER, ENTROPY_HEADER, ROLES, curriculum_rows, entropy_curves, entropy_rows,
                      plot_curriculum, plot_entropy, plot_length_vs_difficulty, sparsity_report, table)
 from benchmarks import BENCHMARKS, PACKAGES
-from evaluate import Parser, pass_at_k_curve, plot_pass_at_k
+from evaluate import pass_at_k_curve, plot_pass_at_k
 from evaluate import main as evaluate_main
 from findings import all_findings, mean, std, verdict_table
 from models import load_model, model_name_problem
-from runs import checkpoints, read_jsonl
+from runs import checkpoints, number, read_jsonl
 from sparsity import sparsity, summarize
 from toytasks import DEPTHS, HELDOUT_PER_DEPTH, heldout
-from toyworld import TASK_TYPES, answers
+from solver import TRIPLET_TYPES
+from toyworld import answers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # the study's methods: run name -> grpo.py flags
-METHODS = {
+RUNS = {
     "azr": [],                                            # AZR, learnability reward
     "azr-peaked": ["--proposer-reward", "peaked"],        # the study's reward peaked at solve rate 0.5
     "azr-frozen": ["--freeze-proposer"],                  # the proposer samples but never trains
@@ -79,25 +81,25 @@ EVAL_BENCHMARKS = tuple(b for b in BENCHMARKS if b not in ("tasks", "jsonl"))  #
 
 
 def get_args(argv=None):
-    p = Parser(prog="reproduce.py", description="The study (arXiv 2510.27072) in one command: AZR, its ablations, "
+    p = argparse.ArgumentParser(prog="reproduce.py", description="The study (arXiv 2510.27072) in one command: AZR, its ablations, "
                "RLVR and SFT from one base; pass@k, entropy, sparsity, curriculum and the six findings.")
     p.add_argument("--model", default="toy", help="the base: built-in (toy, tiny, smollm2-135m), folder or hub id")
     p.add_argument("--preset", choices=sorted(grpo.PRESETS), default=None,
                    help="grpo.py's preset for every run (default: toy for --model toy, else gpu with CUDA, else cpu)")
-    p.add_argument("--steps", type=int, default=None, help="training steps per run (default: grpo.py's, toy 30, else 20)")
-    p.add_argument("--seeds", type=int, default=1, help="runs per method, seeds 0..N-1 (passed as grpo.py --seed)")
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS),
+    p.add_argument("--steps", type=number(int, 1), default=None, help="training steps per run (default: grpo.py's, toy 30, else 20)")
+    p.add_argument("--seeds", type=number(int, 1), default=1, help="runs per method, seeds 0..N-1 (passed as grpo.py --seed)")
+    p.add_argument("--methods", nargs="+", choices=list(RUNS), default=list(RUNS),
                    help="the methods to train (default: all five); a finding whose methods are left out is inconclusive")
     p.add_argument("--out", default=os.path.join("runs", "study"), help="the study's folder: runs/ and report/ in it")
-    p.add_argument("--n", type=int, default=32, help="samples per problem; pass@k for k = 1..n")
+    p.add_argument("--n", type=number(int, 1), default=32, help="samples per problem; pass@k for k = 1..n")
     p.add_argument("--benchmarks", nargs="+", choices=("toy",) + EVAL_BENCHMARKS, default=["toy"],
                    help="toy: the toy world's held-out tasks, deduction and abduction, at temperature 1; the others "
                         "through evaluate.py (its temperature 0.6, top-p 0.95), e.g. math500 aime2024 humaneval")
-    p.add_argument("--tasks-per-type", type=int, default=None,
+    p.add_argument("--tasks-per-type", type=number(int, 1, HELDOUT_SIZE), default=None,
                    help=f"held-out toy tasks per task type, spread evenly over depths (default: all {HELDOUT_SIZE})")
-    p.add_argument("--max-new-tokens", type=int, default=None,
+    p.add_argument("--max-new-tokens", type=number(int, 1), default=None,
                    help="longest response in training and evaluation (default: the preset's)")
-    p.add_argument("--tol", type=float, default=1e-5,
+    p.add_argument("--tol", type=number(float, 0), default=1e-5,
                    help="sparsity: |Δ| <= tol also counts as unchanged (the study: 1e-5)")
     p.add_argument("--quick", action="store_true",
                    help="reduced scale for tests and a first look: 2 prompts x 2 samples, 2 solve samples, no seed "
@@ -114,16 +116,8 @@ def get_args(argv=None):
 
 
 def check_args(p, args):
-    """Refuse bad settings with one line and exit status 2 (p.error), before anything is written;
+    """Refuse bad settings with the usage and one error line, exit status 2 (p.error), before anything is written;
     then resolve what grpo.py would use (its preset, steps, response length)."""
-    for flag in ("steps", "seeds", "n", "tasks_per_type", "max_new_tokens"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            p.error(f"--{flag.replace('_', '-')} must be at least 1, not {value}")
-    if args.tasks_per_type is not None and args.tasks_per_type > HELDOUT_SIZE:
-        p.error(f"--tasks-per-type {args.tasks_per_type}: the toy held-out set has {HELDOUT_SIZE} tasks per type")
-    if args.tol < 0:
-        p.error(f"--tol must not be negative, not {args.tol}")
     problem = model_name_problem(args.model)
     if problem:
         p.error(f"--model {problem}")
@@ -155,7 +149,7 @@ def train_argv(args, method, seed):
     """grpo.py's flags for one run (without --out)."""
     return (args.grpo_args + (QUICK if args.quick else []) + ["--model", args.model, "--seed", str(seed)]
             + (["--preset", args.preset] if args.preset else []) + (["--steps", str(args.steps)] if args.steps else [])
-            + (["--max-new-tokens", str(args.max_new_tokens)] if args.max_new_tokens else []) + METHODS[method])
+            + (["--max-new-tokens", str(args.max_new_tokens)] if args.max_new_tokens else []) + RUNS[method])
 
 
 # -----------------------------------------------------------------------------
@@ -226,7 +220,7 @@ def heldout_eval(args, folder, model_name, key):
             return cached["results"]
     model, tokenizer = load_model(model_name)
     tasks, results = heldout_tasks(args.tasks_per_type), {}
-    for task_type in TASK_TYPES:
+    for task_type in TRIPLET_TYPES:
         samples = answers(model, tokenizer, task_type, tasks, TEMPERATURE, args.n, max_new_tokens=args.eval_max_new_tokens)
         counts = [sum(right for right, _ in a) for a in samples]
         results[f"toy {task_type}"] = {"counts": counts, "problems": len(counts),

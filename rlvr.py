@@ -16,18 +16,16 @@ in self-play (solver.solver_rewards: the format penalties, then 1 or -0.5).
 
 import json
 import os
-import random
-import time
 
 from proposer import Task
-from rollout import rollout
+from rollout import rollout, step_randomness, timed
 from solver import solver_prompt, solver_rewards
 from toytasks import Generated, fresh_tasks, heldout
 
 DATA_SOURCES = ("toy", "heldout")  # or a path
 
 
-def load_tasks(data):
+def load_data(data):
     """The fixed dataset of `data` as a list of toytasks.Generated (a task, and for toy-world tasks
     the value of each step, which SFT's gold answers trace). A file's records are kept when valid
     and of one input (triplets)."""
@@ -55,19 +53,16 @@ def rlvr_rollouts(step, model, tokenizer, tasks, args):
     """One RLVR step: per task type, args.prompts tasks drawn at random, args.group answers to each,
     rewarded for training. Returns (rows, records, times) as self_play does (no proposals: records
     is empty)."""
-    rng = random.Random(f"{args.seed}-{step}")
-    seeds = iter(range(args.seed * 1_000_003 + step * 1_009, 1 << 62))
+    rng, seeds = step_randomness(args.seed, step)
     rows, times = [], {"generate": 0.0, "execute": 0.0}
     for task_type in args.task_types:
         chosen = [t.task for t in rng.sample(tasks, min(args.prompts, len(tasks)))]
-        t0 = time.perf_counter()
-        new_rows, responses, index = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in chosen], args.group,
-                                             args, next(seeds), "solver", task_type, len(rows))
-        t1 = time.perf_counter()
-        for row, reward in zip(new_rows, solver_rewards(task_type, [chosen[i] for i in index], responses, train=True,
-                                                           rule=args.format)):
+        with timed(times, "generate"):
+            new_rows, responses, index = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in chosen],
+                                                 args.group, args, next(seeds), "solver", task_type, len(rows))
+        with timed(times, "execute"):
+            rewards = solver_rewards(task_type, [chosen[i] for i in index], responses, train=True, rule=args.format)
+        for row, reward in zip(new_rows, rewards):
             row.reward = reward
-        times["generate"] += t1 - t0
-        times["execute"] += time.perf_counter() - t1
         rows += new_rows
     return rows, [], times

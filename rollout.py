@@ -1,11 +1,19 @@
 """
-Rollouts: prompts in, sampled responses out as Rows, the unit every training method works on.
+Rollouts: prompts in, sampled responses out as Rows, the unit every training method works on;
+and the pieces of a training step the study's three methods share, so that their comparison rests
+on one copy of each.
 
 A Row is one prompt and one response as token ids, with its role (proposer or solver), task type,
-prompt group, reward, and whether it trains. AZR self-play (grpo.py), RLVR (rlvr.py) and SFT
-(sft.py) all build Rows; the update batches them back into tensors (`micro_batches`).
+prompt group, reward, and whether it trains. AZR self-play (selfplay.py), RLVR (rlvr.py) and SFT
+(sft.py) all build Rows; the updates (grpo.update, sft.sft_update) batch them back into tensors
+(`micro_batches`). Shared by all three: the step's random draws (`step_randomness`), its timer
+(`timed`), the split of a batch into optimizer steps (`mini_batch_split`) and the optimizer step
+itself (`optimizer_step`).
 """
 
+import random
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +34,36 @@ class Row:
     train: bool = True   # False: no gradient (a frozen proposer)
 
 
+def step_randomness(seed, step):
+    """A training step's random draws, from (seed, step) alone: a random.Random for its choices (tasks,
+    references) and an iterator of seeds for its sampling calls. A resumed run draws what an unbroken
+    one would, and AZR, RLVR and SFT draw the same for the same (seed, step)."""
+    return random.Random(f"{seed}-{step}"), iter(range(seed * 1_000_003 + step * 1_009, 1 << 62))
+
+
+@contextmanager
+def timed(times, kind):
+    """Add the seconds the block takes to times[kind] (the `seconds/...` of metrics.jsonl)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        times[kind] = times.get(kind, 0.0) + time.perf_counter() - start
+
+
+def mini_batch_split(keys, n):
+    """keys in n interleaved mini-batches, one optimizer step each (AZR: n = 1, the whole batch)."""
+    return [part for part in (keys[m::n] for m in range(n)) if part]
+
+
+def optimizer_step(model, optimizer, max_norm=1.0):
+    """Clip the gradient's global norm to max_norm (verl's grad_clip, 1.0 in AZR's config), then step.
+    Outside autocast: the update is computed in the weights' dtype. Returns the norm before clipping."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
+    optimizer.step()
+    return norm
+
+
 def autocast(args, device):
     """bf16 autocast for one forward (and its backward), or nothing. Its cache of bf16 weight
     copies is off: a copy kept across an optimizer step would be stale (a later mini-batch's
@@ -40,7 +78,7 @@ def rollout(model, tokenizer, user_texts, n, args, seed, role, task_type, first_
     prompts = [render_prompt(tokenizer, text, template) for text in user_texts]
     with autocast(args, model.device):
         out = sample(model, tokenizer, prompts, n, args.max_new_tokens, args.temperature, 1.0, seed, args.gen_batch,
-                     engine=getattr(args, "sampler", "loop"))
+                     engine=getattr(args, "sampler", "loop"), ignore_stops=getattr(args, "ignore_stops", False))
     rows = []
     for b in range(len(out["texts"])):
         response = out["response_mask"][b].bool()

@@ -8,11 +8,16 @@ A run of grpo.py is a folder a person can open (and analyze.py / evaluate.py rea
   tasks.jsonl         one JSON line per proposal: the task, its verdict and reason, solve rate,
                       proposer reward, step;
   checkpoints/step_N  a Hugging Face folder (`AutoModelForCausalLM.from_pretrained` loads it) with
-                      trainer_state.pt (optimizer, step) and both task buffers, so a run resumes.
+                      trainer_state.pt (optimizer, step) and the task buffers, so a run resumes.
+Every entry point's command line reads its numbers with `number`, so a bad value is refused by
+argparse itself: the usage, then one error line naming the flag, exit status 2, nothing written.
 """
 
+import argparse
 import gzip
+import importlib.util
 import json
+import math
 import os
 import re
 import shutil
@@ -20,6 +25,66 @@ import shutil
 import torch
 
 from proposer import save_buffer
+
+
+def number(kind, low=None, high=None, above=False, below=False):
+    """An argparse type: the text as `kind` (int or float), refused unless low <= value <= high
+    (strictly with above / below): `type=number(int, 1)` answers `--steps 0` with "argument --steps:
+    must be at least 1, not 0"."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {'an integer' if kind is int else 'a number'}: {text!r}") from None
+        if math.isnan(value):
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}")
+        if low is not None and (value <= low if above else value < low):
+            raise argparse.ArgumentTypeError(f"must be {'above' if above else 'at least'} {low}, not {text}")
+        if high is not None and (value >= high if below else value > high):
+            raise argparse.ArgumentTypeError(f"must be {'below' if below else 'at most'} {high}, not {text}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
+# Experiment trackers (grpo.py --report-to): metrics.jsonl stays the record every analysis reads;
+# a tracker only shows the same numbers live. Each is an optional import.
+TRACKERS = {"none": None, "tensorboard": "tensorboard", "wandb": "wandb"}  # name -> the package it needs
+
+
+def tracker_problem(kind):
+    """Why --report-to `kind` cannot run here, in one line, or None."""
+    package = TRACKERS[kind]
+    if package and importlib.util.find_spec(package) is None:
+        return f"--report-to {kind}: the {package} package is not installed (pip install {package})"
+    return None
+
+
+def open_tracker(kind, out, config):
+    """(log, close) for a run's tracker: log(metrics) sends one metrics.jsonl line's numbers at its
+    step; lists (the solve-rate histograms) stay in metrics.jsonl only.
+      tensorboard  event files in out/tensorboard (`tensorboard --logdir runs`);
+      wandb        a W&B run named and identified by the run folder, so --resume continues it;
+                   WANDB_MODE=offline writes it under out/wandb for a later `wandb sync`."""
+    def scalars(metrics):
+        return {k: float(v) for k, v in metrics.items() if k != "step" and isinstance(v, (int, float))}
+
+    if kind == "tensorboard":
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(os.path.join(out, "tensorboard"))
+
+        def log(metrics):
+            for key, value in scalars(metrics).items():
+                writer.add_scalar(key, value, metrics["step"])
+            writer.flush()
+        return log, writer.close
+    if kind == "wandb":
+        import wandb
+        name = os.path.basename(os.path.normpath(out))
+        run = wandb.init(project="azr-selfplay", name=name, id=re.sub(r"[^\w-]", "-", name), resume="allow",
+                         dir=out, config=config)
+        return (lambda metrics: run.log(scalars(metrics), step=metrics["step"])), run.finish
+    return (lambda metrics: None), (lambda: None)
 
 
 def read_jsonl(path):

@@ -193,7 +193,7 @@ def decode(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temperature
     logps = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
     lengths = torch.zeros(B, dtype=torch.long, device=device)
     stopped = torch.zeros(B, dtype=torch.bool, device=device)
-    stop_tokens = torch.tensor(stops, device=device)
+    stop_tokens = torch.tensor(stops, dtype=torch.long, device=device)  # long even when empty (ignore_stops)
     waiting = deque((p, min(batch_size, n - k)) for p in range(len(prompt_ids)) for k in range(0, n, batch_size))
     started = 0  # rows admitted so far; row r of the output is the r-th admitted
     # the active rows: which output row each is, and (KV cache, attention mask over its columns, next-token logits)
@@ -235,7 +235,7 @@ def generate_hf(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temper
     # and a checkpoint's file may set top_k, min_p, repetition_penalty, ...: swap in a config with
     # only our settings for the call. top_k=0 disables HF's default top_k=50.
     config = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=top_p,
-                              max_new_tokens=max_new_tokens, eos_token_id=stops, pad_token_id=pad_id)
+                              max_new_tokens=max_new_tokens, eos_token_id=stops or None, pad_token_id=pad_id)
     prompt_index = torch.arange(len(prompt_ids)).repeat_interleave(n)
     saved_config, model.generation_config = model.generation_config, config
     tokens, lengths, stopped = [], [], []
@@ -246,7 +246,7 @@ def generate_hf(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temper
             out = model.generate(input_ids=prompt_ids[rows, -width:].to(model.device),
                                  attention_mask=prompt_mask[rows, -width:].to(model.device)).cpu()
             generated = out[:, width:]
-            is_stop = torch.isin(generated, torch.tensor(stops))
+            is_stop = torch.isin(generated, torch.tensor(stops, dtype=torch.long))
             stopped.append(is_stop.any(1))
             lengths.append(torch.where(stopped[-1], is_stop.int().argmax(1) + 1, generated.shape[1]))
             tokens.append(F.pad(generated, (0, max_new_tokens - generated.shape[1]), value=pad_id))
@@ -261,7 +261,7 @@ def generate_hf(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temper
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts, n, max_new_tokens, temperature=1.0, top_p=1.0, seed=None, batch_size=32,
-           engine="loop", return_logprobs=False):
+           engine="loop", return_logprobs=False, ignore_stops=False):
     """n completions of each prompt text (e.g. from `render_chat`), from softmax(logits / T),
     cut to the smallest set of mass >= top_p when top_p < 1, and nothing else (the distribution the GRPO loss assumes).
 
@@ -283,7 +283,10 @@ def sample(model, tokenizer, prompts, n, max_new_tokens, temperature=1.0, top_p=
     Prompts are tokenized without adding special tokens: the text is the whole model input.
     seed: seeds torch's global generator, so a seed gives the same samples for the same batch_size.
     batch_size bounds how many rows are decoded at once.
-    engine: "loop" (this file's decoding loop) or "hf" (Hugging Face generate, the reference)."""
+    engine: "loop" (this file's decoding loop) or "hf" (Hugging Face generate, the reference).
+    ignore_stops: no token ends a row, so every response is max_new_tokens long and truncated is all
+    True; a stop token drawn stays in the response like any other (the distribution is unchanged).
+    For benchmarks of a fixed length, where random weights would otherwise end rows at random."""
     assert engine in ("loop", "hf") and max_new_tokens >= 1
     assert not (return_logprobs and engine == "hf"), "return_logprobs needs engine='loop'"
     stops = stop_ids(model, tokenizer)
@@ -296,7 +299,8 @@ def sample(model, tokenizer, prompts, n, max_new_tokens, temperature=1.0, top_p=
         torch.manual_seed(seed)
     try:
         run = decode if engine == "loop" else generate_hf
-        out = run(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temperature, top_p, batch_size, pad_id)
+        out = run(model, prompt_ids, prompt_mask, n, [] if ignore_stops else stops, max_new_tokens, temperature, top_p,
+                  batch_size, pad_id)
     finally:
         model.train(was_training)
     tokens, lengths, stopped = (t.cpu() for t in out[:3])

@@ -11,14 +11,13 @@ The update that follows is grpo.py's; RLVR's and SFT's steps are rlvr.py and sft
 """
 
 import random
-import time
 from dataclasses import asdict
 
 from tqdm import tqdm
 
 from proposer import (add_to_buffer, induction_proposal_prompt, make_tasks, proposal_prompt, proposer_reward,
                       sample_references)
-from rollout import rollout
+from rollout import rollout, step_randomness, timed
 from solver import solver_prompt, solver_rewards
 
 
@@ -56,35 +55,34 @@ def propose(model, tokenizer, task_type, texts, programs, buffer, args, seed, st
 
 def seed_buffers(model, tokenizer, buffers, args, max_rounds=50):
     """AZR's seeding (azr.seed_dataset and _init_seed_dataset in its released code): before any
-    update, the base model proposes until args.seed_tasks distinct valid triplets (deduction and
-    abduction prompts both add to one seed set, which then starts both triplet buffers) and
-    induction tasks fill the buffers, or max_rounds rounds of proposals have been made. Returns a
-    record of every proposal made (the task, valid or not, and its round)."""
+    update, the base model proposes, in rounds, until args.seed_tasks distinct valid triplets fill
+    one seed set (deduction and abduction prompts both add to it; it then starts both triplet
+    buffers), then, with programs drawn from the full seed set, until args.seed_tasks induction
+    tasks fill the induction buffer; each phase stops after max_rounds rounds. Returns a record of
+    every proposal made (the task, valid or not, its phase and round)."""
     seed = buffers["deduction"]  # one list for both triplet types while seeding
     pool = {"deduction": seed, "abduction": seed, "induction": buffers["induction"]}
-    triplets = [t for t in args.task_types if t != "induction"]
-    wanted = {"deduction": args.seed_tasks if triplets else 0,
-              "induction": args.seed_tasks if "induction" in args.task_types else 0}
-    bar = tqdm(total=sum(wanted.values()), desc="seeding the buffers", unit="task")
+    phases = [("triplet", [t for t in args.task_types if t != "induction"]),
+              ("induction", [t for t in args.task_types if t == "induction"])]
+    bar = tqdm(total=sum(args.seed_tasks for _, types in phases if types), desc="seeding the buffers", unit="task")
     records = []
-    for round_ in range(max_rounds):
-        missing = [t for t in args.task_types if len(pool[t]) < wanted["induction" if t == "induction" else "deduction"]]
-        if not missing:
-            break
-        rng = random.Random(f"{args.seed}-seed-{round_}")
-        for k, task_type in enumerate(missing):
-            texts, programs = proposer_prompts(task_type, pool, args, rng)
-            _, tasks = propose(model, tokenizer, task_type, texts, programs, pool[task_type], args,
-                               args.seed * 1_000_003 - 1 - 7 * round_ - k, 0)
-            add_to_buffer(pool[task_type], tasks, dedupe=True)
-            records += [{**asdict(t), "round": round_} for t in tasks]
-        bar.n = sum(min(len(pool[name]), n) for name, n in wanted.items())
-        bar.refresh()
+    for phase, task_types in phases:
+        for round_ in range(max_rounds):
+            if not task_types or len(pool[task_types[0]]) >= args.seed_tasks:
+                break
+            rng = random.Random(f"{args.seed}-seed-{phase}-{round_}")
+            for k, task_type in enumerate(task_types):
+                texts, programs = proposer_prompts(task_type, pool, args, rng)
+                _, tasks = propose(model, tokenizer, task_type, texts, programs, pool[task_type], args,
+                                   args.seed * 1_000_003 - 1 - 7 * round_ - k - 3 * (phase == "induction"), 0)
+                add_to_buffer(pool[task_type], tasks, dedupe=True)
+                records += [{**asdict(t), "phase": phase, "round": round_} for t in tasks]
+            bar.n = sum(min(len(pool[types[0]]), args.seed_tasks) for _, types in phases if types)
+            bar.refresh()
+        if task_types and len(pool[task_types[0]]) < args.seed_tasks:
+            tqdm.write(f"seeding stopped after {max_rounds} rounds: {len(pool[task_types[0]])} {phase} tasks")
     bar.close()
     buffers["abduction"] = list(seed)
-    if any(len(pool[name]) < n for name, n in wanted.items()):
-        tqdm.write(f"seeding stopped after {max_rounds} rounds: {len(seed)} triplets, "
-                   f"{len(buffers['induction'])} induction tasks")
     return records
 
 
@@ -97,33 +95,25 @@ def self_play(step, model, tokenizer, buffers, args):
     valid proposals join them at its end: AZR's released trainer builds all its dataloaders before
     the step's first rollout, so this step's proposals reach the proposers and the solver from the
     next step on (solver_tasks)."""
-    rng = random.Random(f"{args.seed}-{step}")  # every draw derives from (seed, step): resume is exact
-    seeds = iter(range(args.seed * 1_000_003 + step * 1_009, 1 << 62))
+    rng, seeds = step_randomness(args.seed, step)
     rows, records, times = [], [], {"generate": 0.0, "execute": 0.0}
     plans = {t: (*proposer_prompts(t, buffers, args, rng), solver_tasks(buffers[t], step, args.prompts, rng))
              for t in args.task_types}
     fresh = {}  # task type -> this step's valid proposals
 
-    def timed(kind, fn, *a, **kw):
-        t = time.perf_counter()
-        result = fn(*a, **kw)
-        times[kind] += time.perf_counter() - t
-        return result
-
     for task_type in args.task_types:  # the proposer role
         texts, programs, _ = plans[task_type]
-        t = time.perf_counter()
-        new_rows, tasks = propose(model, tokenizer, task_type, texts, programs, buffers[task_type], args, next(seeds),
-                                  step, len(rows))
-        times["generate"] += time.perf_counter() - t  # the proposals' execution is a small part of it
+        with timed(times, "generate"):  # the proposals' execution is a small part of it
+            new_rows, tasks = propose(model, tokenizer, task_type, texts, programs, buffers[task_type], args,
+                                      next(seeds), step, len(rows))
         valid = [t for t in tasks if t.valid]
         lengths = {}
         if valid:  # solve rate: the mean of n solver samples at evaluation reward (1/0)
-            tries, answers, owner = timed("generate", rollout, model, tokenizer,
-                                          [solver_prompt(task_type, t) for t in valid], args.solve_samples, args,
-                                          next(seeds), "solver", task_type, 0)
-            solved = timed("execute", solver_rewards, task_type, [valid[i] for i in owner], answers, train=False,
-                           rule=args.format)
+            with timed(times, "generate"):
+                tries, answers, owner = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in valid],
+                                                args.solve_samples, args, next(seeds), "solver", task_type, 0)
+            with timed(times, "execute"):
+                solved = solver_rewards(task_type, [valid[i] for i in owner], answers, train=False, rule=args.format)
             for i, task in enumerate(valid):
                 task.solve_rate = sum(s for s, o in zip(solved, owner) if o == i) / args.solve_samples
                 lengths[id(task)] = sum(len(r.response_ids) for r, o in zip(tries, owner) if o == i) / args.solve_samples
@@ -136,10 +126,11 @@ def self_play(step, model, tokenizer, buffers, args):
 
     for task_type in args.task_types:  # the solver role
         chosen = plans[task_type][2]
-        new_rows, responses, index = timed("generate", rollout, model, tokenizer, [solver_prompt(task_type, t) for t in chosen],
-                                           args.group, args, next(seeds), "solver", task_type, len(rows))
-        rewards = timed("execute", solver_rewards, task_type, [chosen[i] for i in index], responses, train=True,
-                        rule=args.format)
+        with timed(times, "generate"):
+            new_rows, responses, index = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in chosen],
+                                                 args.group, args, next(seeds), "solver", task_type, len(rows))
+        with timed(times, "execute"):
+            rewards = solver_rewards(task_type, [chosen[i] for i in index], responses, train=True, rule=args.format)
         for row, reward in zip(new_rows, rewards):
             row.reward = reward
         rows += new_rows

@@ -2,7 +2,7 @@
 SFT: supervised fine-tuning on gold answers, the study's third method beside AZR and RLVR.
 
 The study (arXiv 2510.27072) finds SFT updates nearly every parameter where RL updates few. Here
-SFT trains on the same fixed data as RLVR (rlvr.load_tasks), with the same budget counted in
+SFT trains on the same fixed data as RLVR (rlvr.load_data), with the same budget counted in
 training sequences (--prompts x --group per task type per step), the same prompts and run folder,
 and plain next-token cross-entropy on the response tokens only:
     loss = - sum_{response tokens} log pi(y_t | y_<t, prompt) / (number of response tokens)
@@ -12,13 +12,11 @@ toytasks.trace); a task without step values gets a one-line think. Run it as
 `python grpo.py --method sft`.
 """
 
-import random
-
 import torch
 
 from chat import render_prompt, resolve_template
 from logprobs import sequence_logprobs_and_entropy
-from rollout import Row, autocast, micro_batches
+from rollout import Row, autocast, micro_batches, mini_batch_split, optimizer_step, step_randomness
 from solver import solver_prompt
 from toytasks import respond, trace
 
@@ -33,7 +31,7 @@ def gold_response(g, task_type):
 def sft_rows(step, tokenizer, tasks, args):
     """One SFT step's rows: per task type, args.prompts x args.group tasks drawn at random (as many
     sequences as an RLVR step trains on), each the rendered prompt and its gold answer with eos."""
-    rng = random.Random(f"{args.seed}-{step}")
+    rng, _ = step_randomness(args.seed, step)
     template = resolve_template(tokenizer, args.template)
     rows = []
     for task_type in args.task_types:
@@ -54,7 +52,7 @@ def sft_update(model, optimizer, rows, args):
     device = next(model.parameters()).device
     entropy_sum = torch.zeros(len(rows))
     entropy_count = torch.tensor([float(len(r.response_ids)) for r in rows])
-    parts = [p for p in (list(range(len(rows)))[m::args.mini_batches] for m in range(args.mini_batches)) if p]
+    parts = mini_batch_split(list(range(len(rows))), args.mini_batches)
     stats = {"loss": 0.0, "grad_norm": 0.0}
     model.train()
     for part in parts:
@@ -69,6 +67,5 @@ def sft_update(model, optimizer, rows, args):
                 entropy_sum[k] = H[b][response[b].bool()].detach().float().sum().cpu()
             loss.backward()
             stats["loss"] += loss.item() / len(parts)
-        stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0).item()
-        optimizer.step()
+        stats["grad_norm"] = optimizer_step(model, optimizer)
     return (entropy_sum, entropy_count), stats

@@ -22,6 +22,7 @@ import re
 import executor
 
 TASK_TYPES = ("deduction", "abduction", "induction")  # AZR's three modes of reasoning
+TRIPLET_TYPES = ("deduction", "abduction")  # the types a triplet (program, input, output) plays
 
 # The answer format, stated once for both roles (AZR section 3.1, the R1-style <think>/<answer>).
 RESPONSE_FORMAT = (
@@ -151,7 +152,7 @@ def induction_split(task):
 
 
 def solver_prompt(task_type, task):
-    """The user text of the solver prompt (the caller renders it with models.render_chat).
+    """The user text of the solver prompt (the caller renders it with chat.render_prompt).
 
     task_type picks the role the task plays: one triplet serves as a deduction and as an
     abduction task (AZR section 3.2)."""

@@ -164,7 +164,7 @@ def encode(tokenizer, examples):
     return [(p + r + [tokenizer.eos_token_id], len(p)) for p, r in zip(prompts, responses)]
 
 
-def batches(sequences, batch_tokens, rng):
+def token_batches(sequences, batch_tokens, rng):
     """Endless batches of indices of about batch_tokens tokens (padding included): each epoch is
     shuffled, then cut into runs of similar length so that little of a batch is padding."""
     while True:
@@ -215,7 +215,7 @@ def pretrain(model, sequences, settings, pad_id):
     warmup = max(1, settings.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.1 + 0.45 * (
         1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, settings.steps - warmup))))))
-    stream = batches(sequences, settings.batch_tokens, random.Random(settings.seed))
+    stream = token_batches(sequences, settings.batch_tokens, random.Random(settings.seed))
     model.train()
     bar = tqdm(range(settings.steps), desc="toy base: pretraining")
     for _ in bar:

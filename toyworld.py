@@ -30,14 +30,15 @@ import torch
 
 import executor
 from evaluate import pass_at_k
+from findings import mean
 import models
 from chat import render_chat
 from proposer import make_tasks, proposal_prompt
+from runs import number
 from sampling import sample
-from solver import solver_prompt, solver_rewards
+from solver import TRIPLET_TYPES, solver_prompt, solver_rewards
 from toytasks import DEPTHS, FORCE, HELDOUT_SEED, STYLES, heldout, random_input, show, style_of
 
-TASK_TYPES = ("deduction", "abduction")  # the two the styles apply to (induction answers a program)
 GUESSES = 32                   # random inputs per held-out task for the random-guess baselines
 EVAL_TEMPERATURE = 0.01        # near-greedy answers for accuracy (sampling.sample has no greedy mode)
 SAMPLES = 16                   # samples per task at temperature 1: pass@1 is their mean, pass@k up to k = SAMPLES
@@ -76,11 +77,6 @@ def solved(model, tokenizer, task_type, tasks, temperature=EVAL_TEMPERATURE, n=1
             for a in answers(model, tokenizer, task_type, tasks, temperature, n, prefix, max_new_tokens)]
 
 
-def mean(values):
-    values = list(values)
-    return sum(values) / len(values)
-
-
 def heldout_figures(model, tokenizer, programs=frozenset(), n=SAMPLES, forced=FORCED_SAMPLES, proposals=128,
                     references=3):
     """Figures of a model on the held-out set, as {name: (value, random-guess baseline or None, n)}
@@ -100,7 +96,7 @@ def heldout_figures(model, tokenizer, programs=frozenset(), n=SAMPLES, forced=FO
     tasks = heldout()
     rates = guess_rates(tasks, random.Random(HELDOUT_SEED))
     figures = {}
-    for task_type in TASK_TYPES:
+    for task_type in TRIPLET_TYPES:
         free = answers(model, tokenizer, task_type, tasks, 1.0, n)
         right = [sum(r for r, _ in a) for a in free]
         for k in [k for k in PASS_KS if k <= n]:
@@ -117,7 +113,7 @@ def heldout_figures(model, tokenizer, programs=frozenset(), n=SAMPLES, forced=FO
                 mean(solved(model, tokenizer, task_type, tasks, 1.0, forced, prefix=FORCE[style])), mean(rates), len(tasks))
     rng = random.Random(HELDOUT_SEED)
     valid = novel = 0
-    for kind in TASK_TYPES:
+    for kind in TRIPLET_TYPES:
         shown = [rng.sample(tasks, references) for _ in range(proposals // 2)]
         prompts = [render_chat(tokenizer, proposal_prompt(kind, [t.task for t in refs])) for refs in shown]
         out = sample(model, tokenizer, prompts, 1, 256, 1.0, seed=1, batch_size=64)
@@ -130,7 +126,7 @@ def heldout_figures(model, tokenizer, programs=frozenset(), n=SAMPLES, forced=FO
 
 
 def corpus_programs():
-    """The programs of the toy base's corpus (built on first use)."""
+    """The programs of the toy base's corpus (its toyworld.json, shipped with the base in bases/)."""
     with open(os.path.join(models.builtin_folder("toy"), "toyworld.json")) as f:
         return frozenset(json.load(f)["programs"])
 
@@ -147,8 +143,8 @@ if __name__ == "__main__":
     p.add_argument("--show", action="store_true", help="print a few generated tasks of each depth")
     p.add_argument("--build", action="store_true", help="build the toy base from its seed into the cache (a shipped one in bases/ is used first)")
     p.add_argument("--eval", metavar="MODEL", help="held-out figures of a model: built-in name, folder or hub id")
-    p.add_argument("--samples", type=int, default=SAMPLES, help="samples per task at temperature 1 (pass@k up to k = this)")
-    p.add_argument("--forced", type=int, default=FORCED_SAMPLES, help="samples per task and forced style")
+    p.add_argument("--samples", type=number(int, 1), default=SAMPLES, help="samples per task at temperature 1 (pass@k up to k = this)")
+    p.add_argument("--forced", type=number(int, 1), default=FORCED_SAMPLES, help="samples per task and forced style")
     args = p.parse_args()
     if args.show:
         show()

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 import analyze
+from conftest import assert_usage_and_one_error
 import executor
 import sparsity as sparsity_module
 from analyze import entropy_curves, probe_entropy, probe_set
@@ -318,8 +319,8 @@ BAD_ANALYZE = [
     (["probe", "./no-such-model"], "no such folder"),
     (["sparsity", "/nonexistent/ckpt", "--base", "tiny"], "no model.safetensors"),
     (["sparsity", "{run}", "--base", "./nope"], "no such folder"),
-    (["probe", "tiny", "--temperature", "0"], "--temperature must be positive"),
-    (["report", "{run}", "--tol", "-1"], "--tol must not be negative"),
+    (["probe", "tiny", "--temperature", "0"], "argument --temperature: must be above 0"),
+    (["report", "{run}", "--tol", "-1"], "argument --tol: must be at least 0"),
 ]
 
 
@@ -333,6 +334,6 @@ def test_bad_arguments_are_refused_in_one_line_and_write_nothing(tmp_path, monke
     before = sorted(os.listdir(tmp_path))
     with pytest.raises(SystemExit) as exit_:
         analyze.get_args([a.format(run=run) for a in argv])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and message in err[-1] and "error:" in err[-1]
+    assert exit_.value.code == 2
+    assert_usage_and_one_error(capsys.readouterr().err, "analyze.py", message)
     assert sorted(os.listdir(tmp_path)) == before

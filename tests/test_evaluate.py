@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import benchmarks
+from conftest import assert_usage_and_one_error
 import evaluate
 import executor
 from benchmarks import grade_humaneval, grade_math, humaneval_program, last_boxed
@@ -242,8 +243,8 @@ def test_tasks_benchmark_reads_valid_tasks_of_the_right_kind(tmp_path):
               "message": "m", "valid": True}]
     path = tmp_path / "tasks.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    assert [p.id for p in benchmarks.load_tasks(str(path), "deduction")] == ["task-0"]
-    assert [p.id for p in benchmarks.load_tasks(str(path), "induction")] == ["task-2"]
+    assert [p.id for p in benchmarks.task_problems(str(path), "deduction")] == ["task-0"]
+    assert [p.id for p in benchmarks.task_problems(str(path), "induction")] == ["task-2"]
 
 
 # -----------------------------------------------------------------------------
@@ -322,13 +323,14 @@ def write_jsonl(path, rows):
 
 
 def refused(argv, capsys):
-    """The one-line message with which evaluate.main refuses argv (exit status 2, like argparse)."""
+    """The error line with which evaluate.main refuses argv: the usage, one error line, exit status 2."""
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
         evaluate.main(argv)
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and err.strip() and "\n" not in err.strip(), err
-    return err
+    assert exit_.value.code == 2
+    assert_usage_and_one_error(err, "evaluate.py", "")
+    return err.strip().splitlines()[-1]
 
 
 def test_resuming_with_other_sampling_settings_is_refused(tmp_path, capsys):

@@ -4,6 +4,7 @@ import collections
 import itertools
 import json
 import os
+import pathlib
 import random
 
 import pytest
@@ -14,6 +15,7 @@ from transformers import AutoModelForCausalLM
 import grpo
 import rollout
 import selfplay
+from conftest import assert_usage_and_one_error
 from models import load_model
 
 FAST = ["--model", "tiny", "--preset", "cpu", "--task-types", "deduction,induction", "--max-new-tokens", "12",
@@ -72,6 +74,27 @@ def test_resume_gives_the_same_weights_and_metrics(tmp_path, varied_rewards):
     assert read_jsonl(os.path.join(whole, "tasks.jsonl")) == read_jsonl(os.path.join(split, "tasks.jsonl"))
 
 
+def test_a_run_saved_before_a_flag_existed_resumes_with_its_default(tmp_path, varied_rewards):
+    """A config.json written before --format and --weight-decay existed: the resumed run takes
+    their defaults, and the split run of an old buffer_triplet.jsonl starts both triplet buffers."""
+    run = str(tmp_path / "old")
+    grpo.train(grpo.get_args(FAST + ["--steps", "1", "--out", run]))
+    path = os.path.join(run, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    del config["format"], config["weight_decay"]
+    with open(path, "w") as f:
+        json.dump(config, f)
+    checkpoint = os.path.join(run, "checkpoints", "step_000001")
+    os.rename(os.path.join(checkpoint, "buffer_deduction.jsonl"), os.path.join(checkpoint, "buffer_triplet.jsonl"))
+    os.remove(os.path.join(checkpoint, "buffer_abduction.jsonl"))
+    grpo.train(grpo.get_args(["--resume", "--out", run, "--steps", "2"]))
+    assert [m["step"] for m in read_jsonl(os.path.join(run, "metrics.jsonl"))] == [1, 2]
+    saved = os.path.join(run, "checkpoints", "step_000002")
+    assert read_jsonl(os.path.join(saved, "buffer_abduction.jsonl"))[:1] == \
+        read_jsonl(os.path.join(checkpoint, "buffer_triplet.jsonl"))[:1]
+
+
 def test_frozen_proposer_gets_no_gradient(tmp_path, monkeypatch):
     # only proposer rows carry reward variance here, so a frozen proposer means no update at all
     counter = itertools.count()
@@ -87,7 +110,7 @@ def test_frozen_proposer_gets_no_gradient(tmp_path, monkeypatch):
 def test_bad_task_types_are_refused_with_one_line(capsys):
     with pytest.raises(SystemExit):
         grpo.get_args(["--task-types", "deduction,sorting"])
-    assert "unknown ['sorting']" in capsys.readouterr().err
+    assert_usage_and_one_error(capsys.readouterr().err, "grpo.py", "unknown ['sorting']")
 
 
 def test_solver_tasks_are_the_previous_steps_proposals_topped_up_from_the_whole_buffer():
@@ -313,21 +336,30 @@ def test_seeding_fills_the_buffers_before_training_and_saves_them(tmp_path, monk
     counter = itertools.count()
 
     def fake_make_tasks(task_type, responses, step, buffer, programs=None, num_inputs=None, dedupe=False, rule="released"):
+        if task_type == "induction":  # a new induction task on the program shown
+            return [proposer.Task(task_type, programs[j], ["1", str(next(counter))], ["1", "2"], message="m", step=step)
+                    for j in range(len(responses))]
         return [proposer.Task(task_type, f"def f(a):\n    return a + {next(counter)}", ["1"], ["2"], step=step)
                 for _ in responses]
 
     monkeypatch.setattr(selfplay, "make_tasks", fake_make_tasks)
     run = str(tmp_path / "seeded")
-    grpo.train(grpo.get_args(FAST + ["--task-types", "deduction,abduction", "--steps", "1", "--seed-tasks", "9",
-                                     "--out", run]))
+    grpo.train(grpo.get_args(FAST + ["--task-types", "deduction,abduction,induction", "--steps", "1",
+                                     "--seed-tasks", "9", "--out", run]))
     seeded = read_jsonl(os.path.join(run, "seed_buffer_deduction.jsonl"))
     # rounds of 2 prompts x 2 samples per type, into one seed set, stopped once 9 were there
     assert 9 <= len(seeded) < 9 + 4 and read_jsonl(os.path.join(run, "seed_buffer_abduction.jsonl")) == seeded
     # each type's 4 proposals of step 1 joined its own buffer only
     metrics = read_jsonl(os.path.join(run, "metrics.jsonl"))[0]
     assert metrics["buffer/deduction"] == metrics["buffer/abduction"] == len(seeded) + 4
-    proposals = read_jsonl(os.path.join(run, "seed_tasks.jsonl"))  # every seeding proposal, by round
-    assert len(proposals) == 8 * (proposals[-1]["round"] + 1) and {p["type"] for p in proposals} == {"deduction", "abduction"}
+    proposals = read_jsonl(os.path.join(run, "seed_tasks.jsonl"))  # every seeding proposal, by phase and round
+    triplets = [p for p in proposals if p["phase"] == "triplet"]
+    assert len(triplets) == 8 * (triplets[-1]["round"] + 1) and {p["type"] for p in triplets} == {"deduction", "abduction"}
+    # then the induction phase, on programs of the full seed set (AZR's code_f seeding comes after it)
+    inductions = proposals[len(triplets):]
+    assert {p["phase"] for p in inductions} == {"induction"} and len(inductions) == 4 * (inductions[-1]["round"] + 1)
+    assert 9 <= len(read_jsonl(os.path.join(run, "seed_buffer_induction.jsonl"))) < 9 + 4
+    assert all(p["program"] in {s["program"] for s in seeded} for p in inductions)
 
 
 def test_the_gpu_preset_is_azr_as_released():
@@ -361,17 +393,21 @@ def test_the_optimizer_decays_weights_as_azr(tmp_path):
 
 
 BAD_ARGUMENTS = [
-    (["--steps", "0"], "--steps must be at least 1"),
-    (["--steps", "-3"], "--steps must be at least 1"),
-    (["--lr", "-1"], "--lr must be positive"),
-    (["--lr", "0"], "--lr must be positive"),
-    (["--temperature", "0"], "--temperature must be positive"),
-    (["--prompts", "0"], "--prompts must be at least 1"),
-    (["--group", "0"], "--group must be at least 1"),
+    (["--steps", "0"], "argument --steps: must be at least 1, not 0"),
+    (["--steps", "-3"], "argument --steps: must be at least 1, not -3"),
+    (["--steps", "2.5"], "argument --steps: not an integer: '2.5'"),
+    (["--lr", "-1"], "argument --lr: must be above 0, not -1"),
+    (["--lr", "0"], "argument --lr: must be above 0, not 0"),
+    (["--lr", "nan"], "argument --lr: not a number: 'nan'"),
+    (["--temperature", "0"], "argument --temperature: must be above 0"),
+    (["--prompts", "0"], "argument --prompts: must be at least 1"),
+    (["--group", "0"], "argument --group: must be at least 1"),
     (["--group", "1", "--advantage", "grpo"], "needs --group of at least 2"),
-    (["--induction-inputs", "1"], "--induction-inputs must be at least 2"),
-    (["--entropy-coef", "-0.1"], "--entropy-coef must not be negative"),
-    (["--clip-low", "1.5"], "--clip-low must be below 1"),
+    (["--induction-inputs", "1"], "argument --induction-inputs: must be at least 2"),
+    (["--entropy-coef", "-0.1"], "argument --entropy-coef: must be at least 0"),
+    (["--weight-decay", "-0.01"], "argument --weight-decay: must be at least 0"),
+    (["--clip-low", "1.5"], "argument --clip-low: must be below 1"),
+    (["--format", "loose"], "invalid choice"),
     (["--model", "./nope"], "no such folder"),
     (["--model", "/nonexistent/model"], "no such folder"),
     (["--resume"], "--resume: no run folder"),
@@ -386,9 +422,16 @@ def test_bad_arguments_are_refused_in_one_line_and_write_nothing(tmp_path, monke
     out = str(tmp_path / "run")
     with pytest.raises(SystemExit) as exit_:
         grpo.train(grpo.get_args(["--model", "tiny"] + argv + ["--out", out]))
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and message in err[-1] and err[-1].startswith("grpo.py: error:")
+    assert exit_.value.code == 2
+    assert_usage_and_one_error(capsys.readouterr().err, "grpo.py", message)
     assert not os.path.exists(out) and os.listdir(tmp_path) == []
+
+
+def test_the_refusal_check_fails_on_a_bare_error_line():
+    with pytest.raises(AssertionError):
+        assert_usage_and_one_error("grpo.py: error: --steps must be at least 1", "grpo.py", "--steps")
+    with pytest.raises(AssertionError):  # two error lines
+        assert_usage_and_one_error("usage: grpo.py [-h]\ngrpo.py: error: a\ngrpo.py: error: b", "grpo.py", "b")
 
 
 def test_a_model_that_cannot_load_is_one_line_and_writes_nothing(tmp_path, capsys):
@@ -397,11 +440,12 @@ def test_a_model_that_cannot_load_is_one_line_and_writes_nothing(tmp_path, capsy
     out = str(tmp_path / "run")
     with pytest.raises(SystemExit) as exit_:
         grpo.get_args(["--model", str(empty), "--out", out])
-    assert exit_.value.code == 2 and "without a config.json" in capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert_usage_and_one_error(capsys.readouterr().err, "grpo.py", "without a config.json")
     with pytest.raises(SystemExit) as exit_:  # a hub id, unreachable offline: refused at load, before the folder
         grpo.train(grpo.get_args(["--model", "nobody/no-such-model", "--preset", "cpu", "--out", out]))
     assert exit_.value.code == 2 and not os.path.exists(out)
-    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert_usage_and_one_error(capsys.readouterr().err, "grpo.py", "nobody/no-such-model")
 
 
 @pytest.mark.parametrize("extra", [[], ["--mini-batches", "2"], ["--loss-agg", "seq-mean-token-mean"]])
@@ -427,3 +471,78 @@ def test_shared_prompts_give_the_loss_and_gradient_of_separate_rows(extra):
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
     shared = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--micro-batch", "3"])
     assert grpo.batches_of(rows, list(range(12)), shared) == [[0, 1, 2], [3], [4, 5, 6], [7], [8, 9, 10], [11]]
+
+
+# -----------------------------------------------------------------------------
+# experiment trackers: the same numbers as metrics.jsonl
+
+
+def test_report_to_tensorboard_logs_the_metrics_lines(tmp_path, varied_rewards):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    run = str(tmp_path / "tb")
+    grpo.train(grpo.get_args(FAST + ["--steps", "2", "--out", run, "--report-to", "tensorboard"]))
+    metrics = read_jsonl(os.path.join(run, "metrics.jsonl"))
+    events = EventAccumulator(os.path.join(run, "tensorboard"))
+    events.Reload()
+    for key in ("reward/mean", "entropy/mean", "grad_norm", "reward/solver/deduction", "seconds/update"):
+        logged = events.Scalars(key)
+        assert [e.step for e in logged] == [1, 2]
+        assert [e.value for e in logged] == pytest.approx([m[key] for m in metrics], rel=1e-6)  # float32 there
+    assert "solve_rate_hist/deduction" not in events.Tags()["scalars"]  # lists stay in metrics.jsonl
+
+
+def test_report_to_wandb_offline_logs_the_metrics_lines(tmp_path, monkeypatch, varied_rewards):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = str(tmp_path / "wb")
+    grpo.train(grpo.get_args(FAST + ["--steps", "2", "--out", run, "--report-to", "wandb"]))
+    metrics = read_jsonl(os.path.join(run, "metrics.jsonl"))
+    # the offline run, identified by the run folder's name; its record file holds each logged key and
+    # value as JSON text (read as bytes: W&B's own reader is internal and changes between versions)
+    records = list(pathlib.Path(run, "wandb").glob("offline-run-*-wb/run-wb.wandb"))
+    assert len(records) == 1
+    data = records[0].read_bytes()
+    for key in ("reward/mean", "entropy/mean", "grad_norm"):
+        assert key.encode() in data and all(json.dumps(m[key]).encode() in data for m in metrics), key
+    assert b"solve_rate_hist" not in data
+
+
+def test_report_to_a_tracker_that_is_not_installed_is_refused(tmp_path, monkeypatch, capsys):
+    import runs
+    real = runs.importlib.util.find_spec
+    monkeypatch.setattr(runs.importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    out = str(tmp_path / "run")
+    with pytest.raises(SystemExit) as exit_:
+        grpo.get_args(FAST + ["--report-to", "wandb", "--out", out])
+    assert exit_.value.code == 2 and not os.path.exists(out)
+    assert_usage_and_one_error(capsys.readouterr().err, "grpo.py", "--report-to wandb: the wandb package is not installed")
+
+
+def test_the_three_methods_draw_the_same_randomness_for_the_same_seed_and_step(monkeypatch):
+    """AZR, RLVR and SFT take their step's draws from rollout.step_randomness(seed, step) alone, so
+    the comparison of the methods rests on one seed formula."""
+    import proposer
+    import rlvr
+    import sft
+    import toytasks
+    from models import load_model
+    model, tokenizer = load_model("tiny")
+    asked = []
+
+    def recording(seed, step):
+        asked.append((seed, step))
+        return rollout.step_randomness(seed, step)
+
+    for module in (selfplay, rlvr, sft):
+        monkeypatch.setattr(module, "step_randomness", recording)
+    tasks = toytasks.triplets(toytasks.generate(6, random.Random(0)))
+    for method in ("azr", "rlvr", "sft"):
+        args = grpo.get_args(FAST + ["--method", method, "--seed", "5", "--task-types", "deduction"])
+        grpo.training_step(3, model, tokenizer, torch.optim.SGD(model.parameters(), lr=0.0), proposer.new_buffers(),
+                           tasks, args)
+    assert asked == [(5, 3)] * 3
+    a, b = rollout.step_randomness(5, 3), rollout.step_randomness(5, 3)
+    assert a[0].random() == b[0].random() and next(a[1]) == next(b[1])
+    assert rollout.step_randomness(5, 4)[0].random() != rollout.step_randomness(5, 3)[0].random()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import findings
+from conftest import assert_usage_and_one_error
 import reproduce
 from models import load_model
 from runs import save_checkpoint
@@ -23,16 +24,16 @@ CACHES = ["heldout_eval.json", "sparsity.json"]
 # bad arguments: one line, exit status 2, nothing written
 
 BAD_ARGUMENTS = [
-    (["--n", "0"], "--n must be at least 1"),
-    (["--seeds", "0"], "--seeds must be at least 1"),
-    (["--steps", "-1"], "--steps must be at least 1"),
-    (["--tasks-per-type", "100000"], "the toy held-out set has"),
-    (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1"),
-    (["--tol=-1e-5"], "--tol must not be negative"),
+    (["--n", "0"], "argument --n: must be at least 1"),
+    (["--seeds", "0"], "argument --seeds: must be at least 1"),
+    (["--steps", "-1"], "argument --steps: must be at least 1"),
+    (["--tasks-per-type", "100000"], "argument --tasks-per-type: must be at most 150"),
+    (["--max-new-tokens", "0"], "argument --max-new-tokens: must be at least 1"),
+    (["--tol=-1e-5"], "argument --tol: must be at least 0"),
     (["--model", "./nope"], "no such folder"),
     (["--methods", "ppo"], "invalid choice"),
     (["--benchmarks", "mmlu"], "invalid choice"),
-    (["--grpo-args=--lr -1"], "--lr must be positive"),
+    (["--grpo-args=--lr -1"], "argument --lr: must be above 0"),
     (["--grpo-args=--no-such-flag"], "unrecognized arguments"),
     (["--grpo-args=--task-types induction"], "trains on triplets"),
 ]
@@ -43,9 +44,8 @@ def test_bad_arguments_are_refused_in_one_line_and_write_nothing(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:
         reproduce.main(["--model", "tiny"] + argv + ["--out", "study"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and len(err) == 1, err
-    assert err[0].startswith("reproduce.py: error:") and message in err[0]
+    assert exit_.value.code == 2
+    assert_usage_and_one_error(capsys.readouterr().err, "reproduce.py", message)
     assert os.listdir(tmp_path) == []
 
 
@@ -53,7 +53,8 @@ def test_an_out_that_is_a_file_is_refused(tmp_path, capsys):
     (tmp_path / "study").write_text("not a folder")
     with pytest.raises(SystemExit) as exit_:
         reproduce.main(SMALL + ["--out", str(tmp_path / "study")])
-    assert exit_.value.code == 2 and "a file, not a folder" in capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert_usage_and_one_error(capsys.readouterr().err, "reproduce.py", "a file, not a folder")
 
 
 def test_a_dry_run_prints_the_plan_and_writes_nothing(tmp_path, monkeypatch, capsys):
@@ -127,7 +128,7 @@ def test_the_study_writes_its_report_and_a_second_run_redoes_nothing(tmp_path, m
     # changed every 10th entry, AZR every 3rd, SFT all; the tasks got harder, the hard ones longer
     assert records[1]["verdict"] == records[3]["verdict"] == records[5]["verdict"] == "reproduced"
     assert numbers["methods"]["rlvr"]["sparsity"][0]["bf16_exact"] > numbers["methods"]["azr"]["sparsity"][0]["bf16_exact"]
-    assert set(numbers["methods"]) == {"base", *reproduce.METHODS}
+    assert set(numbers["methods"]) == {"base", *reproduce.RUNS}
     assert len(numbers["methods"]["base"]["pass_at_k"][0]["toy deduction"]) == 2  # k = 1..n
     text = open(os.path.join(report, "report.md")).read()
     assert "| finding | verdict | criterion | numbers |" in text and "survive bf16 rounding" in text
@@ -157,5 +158,5 @@ def test_the_whole_study_on_the_tiny_model(tmp_path):
     for name in REPORT_FILES:
         assert os.path.getsize(os.path.join(study, "report", name)) > 0, name
     assert len(records) == 6 and all(r["verdict"] in findings.VERDICTS for r in records)
-    for method in reproduce.METHODS:
+    for method in reproduce.RUNS:
         assert os.path.isdir(os.path.join(study, "runs", f"{method}-seed0", "checkpoints", "step_000001"))

@@ -222,3 +222,23 @@ def test_draw_top_p_keeps_the_smallest_set_of_mass_top_p():
     token, logp = draw(logits, 0.5, 1.0)  # no cut: softmax(logits / T)
     assert set(token.tolist()) == {0, 1, 2, 3}
     assert torch.allclose(logp, (logits / 0.5).log_softmax(-1)[0, token])
+
+
+# -----------------------------------------------------------------------------
+# ignore_stops: fixed-length responses, for benchmarks
+
+
+@pytest.mark.parametrize("engine", ["loop", "hf"])
+def test_ignore_stops_gives_every_row_max_new_tokens(tiny, engine):
+    """With eos made likely, rows end early; with ignore_stops every row runs to max_new_tokens,
+    eos tokens drawn on the way kept in the response, and each counts as truncated."""
+    model, tokenizer = tiny
+    boost_eos(model, tokenizer, bonus=4.0)
+    prompts = prompts_of(tokenizer)
+    out = sample(model, tokenizer, prompts, n=4, max_new_tokens=12, seed=0, batch_size=5, engine=engine)
+    assert (out["response_mask"].sum(1) < 12).any() and not out["truncated"].all()
+    out = sample(model, tokenizer, prompts, n=4, max_new_tokens=12, seed=0, batch_size=5, engine=engine,
+                 ignore_stops=True)
+    assert out["response_mask"].sum(1).tolist() == [12] * 8 and out["truncated"].all()
+    P = out["input_ids"].shape[1] - 12
+    assert (out["input_ids"][:, P:] == tokenizer.eos_token_id).any()  # drawn, and the row went on

@@ -321,7 +321,7 @@ def test_lm_loss_is_the_weighted_cross_entropy_of_every_token_but_the_first(toke
 
 def test_batches_hold_every_example_once_per_epoch():
     sequences = [([0] * n, 3) for n in random.Random(0).choices(range(5, 60), k=500)]
-    stream = toybase.batches(sequences, 256, random.Random(0))
+    stream = toybase.token_batches(sequences, 256, random.Random(0))
     seen = []
     while len(seen) < len(sequences):
         batch = next(stream)
