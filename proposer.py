@@ -1,12 +1,12 @@
 """
 The proposer role of AZR self-play: task records, proposal prompts and parsing, validation of
-proposals into tasks, the two task buffers, and the proposer rewards.
+proposals into tasks, the task buffers (one per task type), and the proposer rewards.
 
-AZR, arXiv 2505.03335, section 3. The deduction and abduction proposers see K references drawn from the triplet
-buffer and write a new program `f` with one input; the induction proposer sees one program drawn
-from the triplet buffer (as AZR does) and writes several inputs and a one-line message. A proposal
-is valid when executor.validate accepts it; valid triplets join the triplet buffer and valid
-induction tasks the induction buffer, and the solver plays them (solver.py). The proposer is then
+AZR, arXiv 2505.03335, section 3. The deduction and abduction proposers see K references drawn from
+their own buffer and write a new program `f` with one input; the induction proposer sees one
+program drawn from the two triplet buffers (as AZR's released code does) and writes several inputs
+and a one-line message. A proposal is valid when executor.validate accepts it; a valid task joins
+the buffer of its type, and the solver plays it (solver.py). The proposer is then
 paid by how often the solver solved its task (PROPOSER_REWARDS). All randomness comes from a
 random.Random the caller passes in, so a resumed run draws the same references.
 
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 import executor
 from solver import CODE_BLOCK, PROGRAM_RULES, RESPONSE_FORMAT, extract_answer, last_answer, well_formed
 
-IDENTITY = "def f(a):\n    return a"  # the seed program of both buffers (AZR section 3.3.1)
+IDENTITY = "def f(a):\n    return a"  # the seed program of every buffer (AZR section 3.3.1)
 NO_PARSE = "response does not parse"  # the reason that earns the -1 format penalty
 DUPLICATE = "duplicates a buffer task (same program and inputs)"
 
@@ -136,7 +136,7 @@ def proposal_prompt(task_type, references):
 
 
 def induction_proposal_prompt(program, num_inputs):
-    """User text of the induction proposer prompt for a program drawn from the triplet buffer."""
+    """User text of the induction proposer prompt for a program drawn from the triplet buffers."""
     return INDUCTION_PROPOSAL_PROMPT.format(n=num_inputs, program=program, input_rules=INPUT_RULES,
                                             format=RESPONSE_FORMAT)
 
@@ -277,7 +277,7 @@ def make_tasks(task_type, responses, step, buffer, programs=None, num_inputs=Non
 
 
 def seed_triplets():
-    """The triplet buffer's seed: the identity program on 'Hello world' (AZR section 3.3.1)."""
+    """A triplet buffer's seed: the identity program on 'Hello world' (AZR section 3.3.1)."""
     return [Task("deduction", IDENTITY, ["'Hello world'"], ["'Hello world'"])]
 
 

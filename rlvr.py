@@ -18,8 +18,7 @@ import json
 import os
 
 from proposer import Task
-from rollout import rollout, step_randomness, timed
-from solver import solver_prompt, solver_rewards
+from rollout import solver_rollout, step_randomness
 from toytasks import Generated, fresh_tasks, heldout
 
 DATA_SOURCES = ("toy", "heldout")  # or a path
@@ -57,12 +56,5 @@ def rlvr_rollouts(step, model, tokenizer, tasks, args):
     rows, times = [], {"generate": 0.0, "execute": 0.0}
     for task_type in args.task_types:
         chosen = [t.task for t in rng.sample(tasks, min(args.prompts, len(tasks)))]
-        with timed(times, "generate"):
-            new_rows, responses, index = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in chosen],
-                                                 args.group, args, next(seeds), "solver", task_type, len(rows))
-        with timed(times, "execute"):
-            rewards = solver_rewards(task_type, [chosen[i] for i in index], responses, train=True, rule=args.format)
-        for row, reward in zip(new_rows, rewards):
-            row.reward = reward
-        rows += new_rows
+        rows += solver_rollout(model, tokenizer, task_type, chosen, args, next(seeds), len(rows), times)
     return rows, [], times

@@ -20,6 +20,7 @@ import torch
 
 from chat import completion, render_prompt, resolve_template
 from sampling import sample
+from solver import solver_prompt, solver_rewards
 
 
 @dataclass
@@ -86,6 +87,20 @@ def rollout(model, tokenizer, user_texts, n, args, seed, role, task_type, first_
         rows.append(Row(out["input_ids"][b][prompt].tolist(), out["input_ids"][b][response].tolist(), role,
                         task_type, first_prompt + int(out["prompt_index"][b]), truncated=bool(out["truncated"][b])))
     return rows, [completion(t, template) for t in out["texts"]], out["prompt_index"].tolist()
+
+
+def solver_rollout(model, tokenizer, task_type, tasks, args, seed, first_prompt, times):
+    """The solver's args.group answers to each task, played as task_type, as Rows with their training
+    rewards (solver.solver_rewards: the format penalties, then 1 or -0.5): the solver's half of a
+    step, the same in AZR self-play and RLVR. Adds its seconds to times["generate"] and ["execute"]."""
+    with timed(times, "generate"):
+        rows, responses, index = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in tasks], args.group,
+                                         args, seed, "solver", task_type, first_prompt)
+    with timed(times, "execute"):
+        rewards = solver_rewards(task_type, [tasks[i] for i in index], responses, train=True, rule=args.format)
+    for row, reward in zip(rows, rewards):
+        row.reward = reward
+    return rows
 
 
 def micro_batches(rows, size, device):

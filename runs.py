@@ -110,7 +110,7 @@ def checkpoints(run):
 
 
 def save_checkpoint(out, step, model, tokenizer, optimizer, buffers):
-    """checkpoints/step_N: a Hugging Face folder, the optimizer, and both buffers at step N."""
+    """checkpoints/step_N: a Hugging Face folder, the optimizer, and the buffers at step N."""
     folder = os.path.join(out, "checkpoints", f"step_{step:06d}")
     tmp = folder + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)

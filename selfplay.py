@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from proposer import (add_to_buffer, induction_proposal_prompt, make_tasks, proposal_prompt, proposer_reward,
                       sample_references)
-from rollout import rollout, step_randomness, timed
+from rollout import rollout, solver_rollout, step_randomness, timed
 from solver import solver_prompt, solver_rewards
 
 
@@ -125,15 +125,7 @@ def self_play(step, model, tokenizer, buffers, args):
         fresh[task_type] = valid
 
     for task_type in args.task_types:  # the solver role
-        chosen = plans[task_type][2]
-        with timed(times, "generate"):
-            new_rows, responses, index = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in chosen],
-                                                 args.group, args, next(seeds), "solver", task_type, len(rows))
-        with timed(times, "execute"):
-            rewards = solver_rewards(task_type, [chosen[i] for i in index], responses, train=True, rule=args.format)
-        for row, reward in zip(new_rows, rewards):
-            row.reward = reward
-        rows += new_rows
+        rows += solver_rollout(model, tokenizer, task_type, plans[task_type][2], args, next(seeds), len(rows), times)
     for task_type in args.task_types:
         add_to_buffer(buffers[task_type], fresh[task_type])
     return rows, records, times

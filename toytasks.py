@@ -393,9 +393,14 @@ def heldout():
 
 
 def fresh_tasks(programs=1000):
-    """Generated deduction tasks for RLVR, none in the held-out set (each program with its inputs)."""
-    seen = {proposer.task_key(t.task) for t in heldout()}
-    return triplets(generate(programs, random.Random(RLVR_SEED), seen=seen))
+    """Generated triplets for RLVR and SFT (each program with its inputs), none with a program of the
+    held-out set: excluding held-out (program, input) pairs alone is not enough, as a held-out
+    program on another input can give the held-out output, and so show a held-out abduction
+    prompt word for word."""
+    held = heldout()
+    programs_held = {t.task.program.strip() for t in held}
+    generated = generate(programs, random.Random(RLVR_SEED), seen={proposer.task_key(t.task) for t in held})
+    return triplets([g for g in generated if g.task.program.strip() not in programs_held])
 
 
 def show(per_depth=2):

@@ -26,8 +26,11 @@ FAST = ["--model", "tiny", "--preset", "cpu", "--task-types", "deduction,inducti
 def varied_rewards(monkeypatch):
     """The random tiny model never writes a well-formed answer, so every reward would be -1 and no
     group would carry a gradient. Reward by response length instead, to exercise the update."""
-    monkeypatch.setattr(selfplay, "solver_rewards",
-                        lambda task_type, tasks, responses, train=True, rule="released": [len(r) % 3 - 1.0 for r in responses])
+    def by_length(task_type, tasks, responses, train=True, rule="released"):
+        return [len(r) % 3 - 1.0 for r in responses]
+
+    monkeypatch.setattr(selfplay, "solver_rewards", by_length)  # the solve rates
+    monkeypatch.setattr(rollout, "solver_rewards", by_length)   # the solver's training rewards
 
 
 def read_jsonl(path):
@@ -149,12 +152,15 @@ def test_a_steps_prompts_come_from_the_buffers_as_they_stood_at_its_start(monkey
 
     shown = []
 
+    real_rollout = rollout.rollout
+
     def recording_rollout(model, tokenizer, texts, n, args, seed, role, task_type, first_prompt):
         shown.append((role, task_type, texts))
-        return rollout.rollout(model, tokenizer, texts, n, args, seed, role, task_type, first_prompt)
+        return real_rollout(model, tokenizer, texts, n, args, seed, role, task_type, first_prompt)
 
     monkeypatch.setattr(selfplay, "make_tasks", fake_make_tasks)
-    monkeypatch.setattr(selfplay, "rollout", recording_rollout)
+    monkeypatch.setattr(selfplay, "rollout", recording_rollout)  # the proposers and the solve rates
+    monkeypatch.setattr(rollout, "rollout", recording_rollout)   # the solver (rollout.solver_rollout)
     args = grpo.get_args(FAST + ["--task-types", "deduction,abduction,induction"])
     buffers = proposer.new_buffers()
     for step in (1, 2):

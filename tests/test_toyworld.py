@@ -26,6 +26,7 @@ import grpo
 import models
 import proposer
 import rlvr
+import rollout
 import sampling
 import solver
 import toybase
@@ -442,7 +443,7 @@ def test_rlvr_rewards_every_sample_of_its_drawn_tasks(generated, monkeypatch):
         calls.append((task_type, [t.program for t in tasks], len(responses), train))
         return [1.0 if k % 3 == 0 else -0.5 for k in range(len(responses))]
 
-    monkeypatch.setattr(rlvr, "solver_rewards", rewards)
+    monkeypatch.setattr(rollout, "solver_rewards", rewards)
     tasks = toytasks.triplets(generated)[:5]
     rows, records, _ = rlvr.rlvr_rollouts(1, model, tokenizer, tasks, args)
     assert records == [] and len(rows) == 2 * 2 * 3 and {r.role for r in rows} == {"solver"}
@@ -450,7 +451,7 @@ def test_rlvr_rewards_every_sample_of_its_drawn_tasks(generated, monkeypatch):
     assert [r.reward for r in rows] == [1.0, -0.5, -0.5] * 4
     assert all(p in {t.task.program for t in tasks} for c in calls for p in c[1])
     again = []
-    monkeypatch.setattr(rlvr, "solver_rewards", lambda tt, ts, rs, train=True, rule="released": again.append([t.program for t in ts]) or [0.0] * len(rs))
+    monkeypatch.setattr(rollout, "solver_rewards", lambda tt, ts, rs, train=True, rule="released": again.append([t.program for t in ts]) or [0.0] * len(rs))
     rlvr.rlvr_rollouts(1, model, tokenizer, tasks, args)
     assert again == [c[1] for c in calls]
 
@@ -573,3 +574,16 @@ def test_self_play_raises_held_out_deduction_accuracy(toy_base, tmp_path):
     after = accuracy(os.path.join(run, "checkpoints", "step_000010"))
     print(f"held-out deduction, 10 self-play steps: {before:.3f} -> {after:.3f}")
     assert after > before + 0.02, (before, after)
+
+
+def test_no_held_out_prompt_can_be_drawn_for_training():
+    """RLVR's and SFT's pool (--data toy) shows no held-out prompt of any task type word for word: a
+    held-out program on another input can give the held-out output, so the programs are excluded,
+    not only the (program, input) pairs."""
+    held = toytasks.heldout()
+    pool = toytasks.fresh_tasks()
+    assert len(pool) > 1000
+    for task_type in solver.TRIPLET_TYPES:
+        prompts = {solver.solver_prompt(task_type, t.task) for t in held}
+        assert not any(solver.solver_prompt(task_type, t.task) in prompts for t in pool), task_type
+    assert not {t.task.program.strip() for t in held} & {t.task.program.strip() for t in pool}
