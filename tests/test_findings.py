@@ -10,7 +10,7 @@ import findings
 # One seed of numbers that reproduce all six findings: (method, quantity) -> per-seed values.
 PASSING = {
     ("base", "pass@1"): [0.10], ("base", "pass@32"): [0.60],
-    ("azr", "pass@1"): [0.20], ("azr", "pass@32"): [0.62],            # gain 0.10 at k = 1, 0.02 at k = 32
+    ("azr", "pass@1"): [0.20], ("azr", "pass@32"): [0.60],            # gain 0.10 at k = 1, level at k = 32
     ("rlvr", "pass@1"): [0.18], ("rlvr", "pass@32"): [0.58],          # the base ahead at k = 32
     ("azr-peaked", "pass@1"): [0.19], ("azr-peaked", "pass@32"): [0.61],
     ("azr-frozen", "pass@1"): [0.12], ("azr-frozen", "pass@32"): [0.60],
@@ -66,6 +66,8 @@ def test_planted_numbers_reproduce_every_finding():
 FAILING = [
     (1, {("rlvr", "pass@1"): [0.05]}),                                  # no gain at k = 1
     (1, {("rlvr", "pass@32"): [0.90]}),                                 # the gain grows with k: no catching up
+    # gains at k = 1 (0.10) and stays above the base at k = 32 (0.05): a smaller gain, but not bounded
+    (1, {("azr", "pass@32"): [0.65], ("azr-peaked", "pass@32"): [0.65]}),
     # the entropy rises (the peaked run's too, so that finding 5 still sees the same dynamics)
     (2, {("azr", "proposer last"): [2.3], ("azr-peaked", "proposer last"): [2.35]}),
     (2, {("azr", "solver first"): [0.9], ("azr-peaked", "solver first"): [0.88]}),
@@ -76,6 +78,10 @@ FAILING = [
     (4, {("sft", "sparsity"): [0.95]}),                                 # SFT sparser than AZR
     (5, {("azr-peaked", "pass@1"): [0.30]}),                            # the peaked reward helps by 10 points
     (5, {("azr-peaked", "solver last"): [1.9]}),                        # and changes the solver's entropy
+    # the solver's entropy falls 0.04 nats with AZR and not at all with the peaked reward: within 0.1 nats,
+    # but not the same dynamics
+    (5, {("azr", "solver first"): [0.12], ("azr", "solver last"): [0.08],
+         ("azr-peaked", "solver first"): [0.12], ("azr-peaked", "solver last"): [0.12]}),
     (6, {("azr", "second_half"): [0.7]}),                               # tasks get easier
     (6, {("azr", "spearman"): [0.4]}),                                  # harder tasks, shorter answers
 ]
@@ -104,6 +110,25 @@ def test_differences_inside_the_seed_spread_are_inconclusive(finding, change):
     got = verdicts({**PASSING, **change})
     assert got[finding - 1] == "inconclusive"
     assert got[:finding - 1] + got[finding:] == ["reproduced"] * 5
+
+
+def test_sft_is_shown_beside_the_rl_methods_but_not_judged():
+    """SFT above the base at the largest k (as SFT can be) leaves finding 1 as it is, and is reported."""
+    record = findings.all_findings(build({**PASSING, ("sft", "pass@32"): [0.80]}))[0]
+    assert record["verdict"] == "reproduced" and record["numbers"]["toy deduction: sft pass@32"] == [0.80]
+
+
+def test_finding_1_is_decided_per_benchmark():
+    numbers = build(PASSING)
+    for entry in numbers["methods"]["azr"]["pass_at_k"]:
+        entry["toy abduction"]["32"] = 0.70  # above the base on one benchmark only
+    assert findings.all_findings(numbers)[0]["verdict"] == "not reproduced"
+
+
+def test_small_entropy_changes_of_the_same_dynamics_agree():
+    flat = {**PASSING, ("azr", "solver first"): [0.12], ("azr", "solver last"): [0.08],
+            ("azr-peaked", "solver first"): [0.12], ("azr-peaked", "solver last"): [0.085]}
+    assert verdicts(flat)[4] == "reproduced"
 
 
 def test_the_same_difference_decides_once_the_seeds_agree():
