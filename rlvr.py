@@ -56,5 +56,6 @@ def rlvr_rollouts(step, model, tokenizer, tasks, args):
     rows, times = [], {"generate": 0.0, "execute": 0.0}
     for task_type in args.task_types:
         chosen = [t.task for t in rng.sample(tasks, min(args.prompts, len(tasks)))]
-        rows += solver_rollout(model, tokenizer, task_type, chosen, args, next(seeds), len(rows), times)
+        rows += solver_rollout(model, tokenizer, task_type, chosen, args, seed=next(seeds), first_prompt=len(rows),
+                               times=times)
     return rows, [], times

@@ -78,8 +78,9 @@ def rollout(model, tokenizer, user_texts, n, args, seed, role, task_type, first_
     template = resolve_template(tokenizer, args.template)
     prompts = [render_prompt(tokenizer, text, template) for text in user_texts]
     with autocast(args, model.device):
-        out = sample(model, tokenizer, prompts, n, args.max_new_tokens, args.temperature, 1.0, seed, args.gen_batch,
-                     engine=getattr(args, "sampler", "loop"), ignore_stops=getattr(args, "ignore_stops", False))
+        out = sample(model, tokenizer, prompts, n, args.max_new_tokens, temperature=args.temperature, top_p=1.0,
+                     seed=seed, batch_size=args.gen_batch, engine=getattr(args, "sampler", "loop"),
+                     ignore_stops=getattr(args, "ignore_stops", False))
     rows = []
     for b in range(len(out["texts"])):
         response = out["response_mask"][b].bool()
@@ -95,7 +96,7 @@ def solver_rollout(model, tokenizer, task_type, tasks, args, seed, first_prompt,
     step, the same in AZR self-play and RLVR. Adds its seconds to times["generate"] and ["execute"]."""
     with timed(times, "generate"):
         rows, responses, index = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in tasks], args.group,
-                                         args, seed, "solver", task_type, first_prompt)
+                                         args, seed=seed, role="solver", task_type=task_type, first_prompt=first_prompt)
     with timed(times, "execute"):
         rewards = solver_rewards(task_type, [tasks[i] for i in index], responses, train=True, rule=args.format)
     for row, reward in zip(rows, rewards):

@@ -47,9 +47,10 @@ def proposer_prompts(task_type, buffers, args, rng):
 
 def propose(model, tokenizer, task_type, texts, programs, buffer, args, seed, step, first_prompt=0):
     """args.group proposals for each prompt text, as (rows, tasks); programs: induction's, per text."""
-    rows, responses, index = rollout(model, tokenizer, texts, args.group, args, seed, "proposer", task_type, first_prompt)
-    tasks = make_tasks(task_type, responses, step, buffer, [programs[i] for i in index] if programs else None,
-                       args.induction_inputs, args.duplicate_penalty, args.format)
+    rows, responses, index = rollout(model, tokenizer, texts, args.group, args, seed=seed, role="proposer",
+                                     task_type=task_type, first_prompt=first_prompt)
+    tasks = make_tasks(task_type, responses, step, buffer, programs=[programs[i] for i in index] if programs else None,
+                       num_inputs=args.induction_inputs, dedupe=args.duplicate_penalty, rule=args.format)
     return rows, tasks
 
 
@@ -111,7 +112,8 @@ def self_play(step, model, tokenizer, buffers, args):
         if valid:  # solve rate: the mean of n solver samples at evaluation reward (1/0)
             with timed(times, "generate"):
                 tries, answers, owner = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in valid],
-                                                args.solve_samples, args, next(seeds), "solver", task_type, 0)
+                                                args.solve_samples, args, seed=next(seeds), role="solver",
+                                                task_type=task_type, first_prompt=0)
             with timed(times, "execute"):
                 solved = solver_rewards(task_type, [valid[i] for i in owner], answers, train=False, rule=args.format)
             for i, task in enumerate(valid):
@@ -125,7 +127,8 @@ def self_play(step, model, tokenizer, buffers, args):
         fresh[task_type] = valid
 
     for task_type in args.task_types:  # the solver role
-        rows += solver_rollout(model, tokenizer, task_type, plans[task_type][2], args, next(seeds), len(rows), times)
+        rows += solver_rollout(model, tokenizer, task_type, plans[task_type][2], args, seed=next(seeds),
+                               first_prompt=len(rows), times=times)
     for task_type in args.task_types:
         add_to_buffer(buffers[task_type], fresh[task_type])
     return rows, records, times
