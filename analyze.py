@@ -218,7 +218,8 @@ def plot_length_vs_difficulty(runs, path):
                if r["valid"] and r.get("solve_rate") is not None and r.get("solver_response_len") is not None]
         if pts:
             rho = length_vs_difficulty(records)["all"]["spearman"]
-            ax.scatter(*zip(*pts), s=12, alpha=0.6, color=f"C{c}", label=f"{run_label(run)} (Spearman {rho:.2f})")
+            ax.scatter(*zip(*pts), s=12, alpha=0.6, color=f"C{c}",
+                       label=f"{run_label(run)} (Spearman within task types {rho:.2f})")
     ax.set(xlabel="solve rate (1 = easy)", ylabel="solver response length (tokens)", title="response length vs difficulty")
     finish(fig, [ax], path, integer_x=False)
 

@@ -81,14 +81,15 @@ def curriculum_by_step(records):
 
 
 def length_vs_difficulty(records):
-    """Per task type (and "all"): over valid tasks with a solve rate and the solver's mean response
-    length, the count, the Spearman correlation of solve rate and length (the study: negative,
-    harder tasks get longer responses), and the mean length at each solve rate."""
+    """Per task type: over valid tasks with a solve rate and the solver's mean response length, the
+    count, the Spearman correlation of solve rate and length (the study: negative, harder tasks get
+    longer responses), and the mean length at each solve rate. "all" is stratified by task type
+    (ours): the task-weighted mean of the types' correlations, never one correlation of the pooled
+    points, which would mix the types' levels (induction tasks are both easy and long)."""
     points = defaultdict(list)
     for r in records:
         if r["valid"] and r.get("solve_rate") is not None and r.get("solver_response_len") is not None:
-            for task_type in (r["type"], "all"):
-                points[task_type].append((r["solve_rate"], r["solver_response_len"]))
+            points[r["type"]].append((r["solve_rate"], r["solver_response_len"]))
     out = {}
     for task_type, pts in points.items():
         by_rate = defaultdict(list)
@@ -96,4 +97,7 @@ def length_vs_difficulty(records):
             by_rate[rate].append(length)
         out[task_type] = {"tasks": len(pts), "spearman": spearman([p[0] for p in pts], [p[1] for p in pts]),
                           "length_by_solve_rate": {rate: mean_or_none(v) for rate, v in sorted(by_rate.items())}}
+    rhos = [(v["spearman"], v["tasks"]) for v in out.values() if not math.isnan(v["spearman"])]
+    out["all"] = {"tasks": sum(len(p) for p in points.values()),
+                  "spearman": sum(r * n for r, n in rhos) / sum(n for _, n in rhos) if rhos else math.nan}
     return out

@@ -21,7 +21,8 @@ the fields:
   sparsity    {"bf16_exact", "bf16_tol", "exact", "tol"}: the fraction of parameters unchanged
               from the base, exactly or within the tolerance, in bf16 or in the checkpoint dtype;
   curriculum  {"first_half", "second_half"}: the mean solve rate of the valid proposed tasks in
-              each half of training; "spearman": of solve rate against response length.
+              each half of training; "spearman": of solve rate against response length,
+              stratified by task type; "spearman_by_type": {task type: that correlation}.
 
 Seeds. A difference of two means d = mean(a) - mean(b) decides a comparison only when |d| exceeds
 the spread: the larger of the two sample standard deviations (n - 1) across seeds, and never less
@@ -252,12 +253,19 @@ def finding_peaked_reward(numbers, margin=HELP_MARGIN, relative=ENTROPY_REL_TOL)
 def finding_curriculum(numbers):
     first, second = field(numbers, "azr", "curriculum", "first_half"), field(numbers, "azr", "curriculum", "second_half")
     rho = field(numbers, "azr", "curriculum", "spearman")
+    by_type = {}
+    for entry in entries(numbers, "azr", "curriculum"):
+        for task_type, value in (entry.get("spearman_by_type") or {}).items():
+            by_type.setdefault(f"azr Spearman, {task_type}", []).extend(finite([value]))
     return record(
         "6. the proposer's tasks get harder over training; responses get longer on harder tasks",
         "AZR (learnability reward), all task types together: the mean solve rate of the valid proposed tasks in the "
         f"second half of the steps below that in the first half ({decided('solve rate')}); and the Spearman "
-        f"correlation of a task's solve rate with the solver's mean response length on it below 0 ({decided('spearman')})",
-        {"azr solve rate, first half": first, "azr solve rate, second half": second, "azr Spearman": rho},
+        "correlation of a task's solve rate with the solver's mean response length on it below 0, stratified by task "
+        "type (ours: the task-weighted mean of the per-type correlations, each type shown; pooled points would mix "
+        f"the types' levels) ({decided('spearman')})",
+        {"azr solve rate, first half": first, "azr solve rate, second half": second,
+         "azr Spearman (within task types)": rho, **by_type},
         [greater(first, second, resolution=RESOLUTION["solve rate"]),
          greater([0.0], rho, resolution=RESOLUTION["spearman"])])
 

@@ -320,9 +320,12 @@ def sparsity_numbers(args, folder):
 
 def curriculum_numbers(folder):
     """All task types together: the mean solve rate of valid proposals in each half of the steps,
-    and the Spearman correlation of solve rate with the solver's response length."""
-    row = next(r for r in curriculum_rows(folder) if r[1] == "all")
-    return {"valid_tasks": row[2], "first_half": no_nan(row[3]), "second_half": no_nan(row[4]), "spearman": no_nan(row[5])}
+    and the Spearman correlation of solve rate with the solver's response length, stratified by
+    task type (curriculum.length_vs_difficulty); and that correlation per task type."""
+    rows = curriculum_rows(folder)
+    row = next(r for r in rows if r[1] == "all")
+    return {"valid_tasks": row[2], "first_half": no_nan(row[3]), "second_half": no_nan(row[4]), "spearman": no_nan(row[5]),
+            "spearman_by_type": {r[1]: no_nan(r[5]) for r in rows if r[1] != "all"}}
 
 
 # -----------------------------------------------------------------------------

@@ -267,11 +267,24 @@ def test_length_vs_difficulty_against_hand_computed_values():
     out = length_vs_difficulty(TASKS)
     # deduction: (1.0, 10), (0.25, 40), (0.75, 20): length falls as the solve rate rises, perfectly
     assert out["deduction"]["tasks"] == 3 and out["deduction"]["spearman"] == pytest.approx(-1.0)
-    # all: solve rates 1.0, 0.5, 0.25, 0.75 (ranks 4, 2, 1, 3), lengths 10, 30, 40, 20 (ranks 1, 3, 4, 2):
-    # sum d^2 = 9 + 1 + 9 + 1 = 20; 1 - 6 * 20 / (4 * 15) = -1
-    assert out["all"]["spearman"] == pytest.approx(-1.0)
+    # all: stratified by type, the task-weighted mean of the types' values; abduction's one point has none
+    assert out["all"]["spearman"] == pytest.approx(-1.0) and out["all"]["tasks"] == 4
     assert out["abduction"]["length_by_solve_rate"] == {0.5: 30.0}
     assert math.isnan(out["abduction"]["spearman"])  # one point
+
+
+def test_length_vs_difficulty_is_stratified_by_task_type():
+    """Within each type harder tasks get longer answers, but one type is both easy and long: pooled,
+    the points would correlate positively; within the types, and so stratified, negatively."""
+    def task(task_type, rate, length):
+        return {"type": task_type, "valid": True, "solve_rate": rate, "solver_response_len": length}
+    records = ([task("deduction", r, 40 - 20 * r) for r in (0.0, 0.25, 0.5)]          # hard, short
+               + [task("induction", r, 200 - 20 * r) for r in (0.75, 0.875, 1.0)])   # easy, long
+    pooled = spearman([r["solve_rate"] for r in records], [r["solver_response_len"] for r in records])
+    assert pooled > 0.5
+    out = length_vs_difficulty(records)
+    assert out["deduction"]["spearman"] == out["induction"]["spearman"] == pytest.approx(-1.0)
+    assert out["all"]["spearman"] == pytest.approx(-1.0)
 
 
 # -----------------------------------------------------------------------------

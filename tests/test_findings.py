@@ -156,6 +156,14 @@ def test_no_numbers_at_all_is_inconclusive_everywhere():
     assert [r["verdict"] for r in findings.all_findings({})] == ["inconclusive"] * 6
 
 
+def test_finding_6_shows_each_task_types_spearman():
+    numbers = build(PASSING)
+    numbers["methods"]["azr"]["curriculum"][0]["spearman_by_type"] = {"deduction": -0.2, "induction": -0.3}
+    record = findings.all_findings(numbers)[5]
+    assert record["verdict"] == "reproduced"
+    assert record["numbers"]["azr Spearman, deduction"] == [-0.2] and record["numbers"]["azr Spearman, induction"] == [-0.3]
+
+
 def test_a_missing_spearman_is_inconclusive_not_a_failure():
     assert verdicts({**PASSING, ("azr", "spearman"): [None]})[5] == "inconclusive"
     assert verdicts({**PASSING, ("azr", "spearman"): [float("nan")]})[5] == "inconclusive"
