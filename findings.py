@@ -8,7 +8,8 @@ and returns one record:
   finding    what the study found, in one line;
   criterion  the test applied to the numbers, written out with its thresholds;
   numbers    the numbers the verdict rests on: {label: [one value per seed]};
-  verdict    "reproduced", "not reproduced" or "inconclusive".
+  verdict    "reproduced", "not reproduced" or "inconclusive"; or "not testable at this setting"
+             where the numbers show that the run's setting cannot show the finding (finding 4).
 Nothing here trains, samples or loads a model: every verdict can be recomputed from numbers.json.
 
 The numbers: {"n": samples per problem (the largest k), "methods": {method: {field: [one entry per
@@ -37,10 +38,11 @@ or its numbers missing).
 
 import math
 
-VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable at this setting")
 RL_METHODS = ("azr", "rlvr")  # the methods whose pass@k the first finding compares with the base
 HELP_MARGIN = 0.02            # finding 5: the peaked reward "does not help" if its pass@1 is at most 2 points above
 ENTROPY_REL_TOL = 0.5         # finding 5 (ours): entropy changes within half the larger change count as the same
+SPARSE_ENOUGH = 0.5           # finding 4 (ours): testable only if some method leaves over half the entries unchanged
 # the smallest difference that decides, per quantity, whatever the seeds' spread
 RESOLUTION = {"pass@k": 0.005, "entropy": 0.005, "sparsity": 1e-4, "solve rate": 0.01, "spearman": 0.05}
 
@@ -94,8 +96,11 @@ def verdict(checks):
     return "inconclusive"
 
 
-def record(finding, criterion, numbers, checks):
-    return {"finding": finding, "criterion": criterion, "numbers": numbers, "verdict": verdict(checks)}
+def record(finding, criterion, numbers, checks, testable=True):
+    """One finding's record; a setting that cannot show the finding (testable False) says so
+    instead of a verdict."""
+    return {"finding": finding, "criterion": criterion, "numbers": numbers,
+            "verdict": verdict(checks) if testable else "not testable at this setting"}
 
 
 # -----------------------------------------------------------------------------
@@ -220,15 +225,20 @@ def finding_frozen_proposer(numbers):
         [greater(frozen, azr, resolution=RESOLUTION["entropy"]), greater(azr1, frozen1, resolution=RESOLUTION["pass@k"])])
 
 
-def finding_sparsity(numbers):
+def finding_sparsity(numbers, sparse_enough=SPARSE_ENOUGH):
     rlvr, azr, sft = (field(numbers, m, "sparsity", "bf16_exact") for m in ("rlvr", "azr", "sft"))
     res = RESOLUTION["sparsity"]
+    sparsest = max((mean(v) for v in (rlvr, azr, sft) if v), default=None)
     return record(
         "4. update sparsity: RLVR updates fewer parameters than AZR, AZR fewer than SFT",
         "the sparsity of the final checkpoint against the base in the bf16 view with exact zeros (the fraction of "
-        f"parameters whose value rounded to bf16 is unchanged): RLVR above AZR and AZR above SFT; {decided('sparsity')}",
+        f"parameters whose value rounded to bf16 is unchanged): RLVR above AZR and AZR above SFT; {decided('sparsity')}. "
+        f"(ours) Not testable at this setting when no method leaves more than {sparse_enough:.0%} of the entries "
+        "unchanged: every update is then as large as bf16's spacing nearly everywhere, and sparsity measures the "
+        "optimizer's step size, not the method",
         {"rlvr sparsity (bf16, exact)": rlvr, "azr sparsity (bf16, exact)": azr, "sft sparsity (bf16, exact)": sft},
-        [greater(rlvr, azr, resolution=res), greater(azr, sft, resolution=res)])
+        [greater(rlvr, azr, resolution=res), greater(azr, sft, resolution=res)],
+        testable=sparsest is None or sparsest > sparse_enough)
 
 
 def finding_peaked_reward(numbers, margin=HELP_MARGIN, relative=ENTROPY_REL_TOL):
