@@ -37,6 +37,7 @@ import json
 import os
 import shlex
 import subprocess
+from concurrent.futures import ThreadPoolExecutor, as_completed
 import sys
 import time
 
@@ -108,6 +109,8 @@ def get_args(argv=None):
                    help="more grpo.py flags for every run, as one string after an =, e.g. "
                         "--grpo-args=\"--micro-batch 4\"; the study's own (--model, --seed, --steps, --out, --quick's, "
                         "the method's) come after them and win")
+    p.add_argument("--jobs", type=number(int, 1), default=1,
+                   help="training runs at once, each in its own process, the CPU's threads divided among them")
     p.add_argument("--dry-run", action="store_true", help="print what would be trained and evaluated; write nothing")
     args = p.parse_args(argv)
     args.methods = list(dict.fromkeys(args.methods))  # each once, in the order given
@@ -168,22 +171,38 @@ def run_state(folder, steps):
     return "resume" if os.path.isfile(os.path.join(folder, "config.json")) else "new"
 
 
-def run_training(argv):
-    """grpo.py with these flags in a fresh Python process; its exit status."""
-    return subprocess.run([sys.executable, os.path.join(HERE, "grpo.py")] + argv).returncode
+def run_training(argv, threads=None):
+    """grpo.py with these flags in a fresh Python process, with `threads` CPU threads (OMP_NUM_THREADS,
+    which torch reads at start; default: all); its exit status."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
+    return subprocess.run([sys.executable, os.path.join(HERE, "grpo.py")] + argv, env=env).returncode
 
 
 def train_all(args, plan):
-    for method, seed, folder in tqdm(plan, desc="training runs", unit="run"):
+    """Train (or resume) every unfinished run of the plan, args.jobs at a time, each process with
+    the CPU's threads divided among the jobs (two processes asking for all the threads each would
+    run several times slower). A failed run stops the study once the others have ended; the same
+    command resumes it."""
+    todo = []
+    for method, seed, folder in plan:
         state = run_state(folder, args.steps)
-        if state == "done":
-            continue
-        argv = (["--resume", "--out", folder, "--steps", str(args.steps)] if state == "resume"
-                else train_argv(args, method, seed) + ["--out", folder])
-        tqdm.write(f"{'resuming' if state == 'resume' else 'training'} {folder}")
-        code = run_training(argv)
-        if code != 0 or run_state(folder, args.steps) != "done":
-            sys.exit(f"reproduce.py: training {folder} failed (exit status {code}); run the same command again to resume")
+        if state != "done":
+            todo.append((folder, ["--resume", "--out", folder, "--steps", str(args.steps)] if state == "resume"
+                         else train_argv(args, method, seed) + ["--out", folder]))
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
+    failed = []
+    with ThreadPoolExecutor(args.jobs) as pool, \
+            tqdm(total=len(plan), initial=len(plan) - len(todo), desc="training runs", unit="run") as bar:
+        running = {pool.submit(run_training, argv, threads): folder for folder, argv in todo}
+        for folder, argv in todo:
+            tqdm.write(f"{'resuming' if '--resume' in argv else 'training'} {folder}")
+        for done in as_completed(running):
+            folder, code = running[done], done.result()
+            if code != 0 or run_state(folder, args.steps) != "done":
+                failed.append(f"{folder} (exit status {code})")
+            bar.update()
+    if failed:
+        sys.exit(f"reproduce.py: training {', '.join(failed)} failed; run the same command again to resume")
 
 
 # -----------------------------------------------------------------------------

@@ -57,6 +57,30 @@ def test_an_out_that_is_a_file_is_refused(tmp_path, capsys):
     assert_usage_and_one_error(capsys.readouterr().err, "reproduce.py", "a file, not a folder")
 
 
+def test_jobs_train_runs_in_parallel_with_the_threads_divided(tmp_path, monkeypatch):
+    """--jobs 2: two runs at once (each waits at a barrier the other must reach), each process given
+    half the CPU's threads; a failed run stops the study only after the others have ended."""
+    import threading
+    args = reproduce.get_args(SMALL + ["--jobs", "2", "--out", str(tmp_path / "study")])
+    plan = [(m, 0, str(tmp_path / f"{m}-seed0")) for m in ("azr", "rlvr", "sft", "azr-peaked")]
+    barrier, seen, lock = threading.Barrier(2, timeout=20), [], threading.Lock()
+    finish = stand_in([])
+
+    def run(argv, threads=None):
+        barrier.wait()  # both jobs of a pair run at the same time, else this times out
+        with lock:  # the stand-in's model loading is not thread-safe (real runs are processes)
+            seen.append(threads)
+            finish(argv)
+        return 1 if "rlvr-seed0" in argv[argv.index("--out") + 1] else 0
+
+    monkeypatch.setattr(reproduce, "run_training", run)
+    monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 8)
+    with pytest.raises(SystemExit) as exit_:
+        reproduce.train_all(args, plan)
+    assert "rlvr-seed0 (exit status 1)" in str(exit_.value.code) and "azr-seed0" not in str(exit_.value.code)
+    assert seen == [4, 4, 4, 4]  # every run trained (the failure did not cancel the others), on 8 // 2 threads
+
+
 def test_a_dry_run_prints_the_plan_and_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(reproduce, "run_training", lambda argv: pytest.fail("a dry run trained"))
@@ -76,7 +100,7 @@ SHARE = {"rlvr": 10, "azr": 3, "azr-peaked": 3, "azr-frozen": 3, "sft": 1}  # ev
 
 
 def stand_in(calls):
-    def run(argv):
+    def run(argv, threads=None):
         calls.append(argv)
         out, steps = argv[argv.index("--out") + 1], int(argv[argv.index("--steps") + 1])
         method = os.path.basename(out).rsplit("-seed", 1)[0]
