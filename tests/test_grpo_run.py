@@ -162,7 +162,7 @@ def test_a_steps_prompts_come_from_the_buffers_as_they_stood_at_its_start(monkey
     monkeypatch.setattr(selfplay, "rollout", recording_rollout)  # the proposers and the solve rates
     monkeypatch.setattr(rollout, "rollout", recording_rollout)   # the solver (rollout.solver_rollout)
     args = grpo.get_args(FAST + ["--task-types", "deduction,abduction,induction"])
-    buffers = proposer.new_buffers()
+    buffers, earlier = proposer.new_buffers(), {}
     for step in (1, 2):
         shown.clear()
         _, records, _ = selfplay.self_play(step, model, tokenizer, buffers, args)
