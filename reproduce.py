@@ -31,11 +31,13 @@ verdicts, and each phase is a short function over the others'.
 import argparse
 import contextlib
 import functools
+import gzip
 import importlib.util
 import io
 import json
 import os
 import shlex
+import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor, as_completed
 import sys
@@ -448,6 +450,28 @@ def write_report(args, plan, evaluations, numbers, records, command):
 # The command
 
 
+ARTEFACTS = ("config.json", "metrics.jsonl", "tasks.jsonl", "seed_tasks.jsonl", "heldout_eval.json", "sparsity.json")
+
+
+def keep_artefacts(plan, report):
+    """Each run's plain files beside the report, in report/runs/<run>/, so that every verdict can be
+    recomputed by hand without the checkpoints: its config, metrics and tasks (gzipped, as
+    runs.read_jsonl reads them), seeding proposals, cached evaluation counts and sparsity."""
+    for _, _, folder in plan:
+        into = os.path.join(report, "runs", os.path.basename(folder))
+        os.makedirs(into, exist_ok=True)
+        for name in ARTEFACTS:
+            source = os.path.join(folder, name)
+            if not os.path.exists(source):
+                continue
+            if name.endswith(".jsonl"):
+                with open(source, "rb") as f, open(os.path.join(into, name + ".gz"), "wb") as raw, \
+                        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as g:  # no time stamp: the same bytes each time
+                    shutil.copyfileobj(f, g)
+            else:
+                shutil.copyfile(source, os.path.join(into, name))
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = get_args(argv)
@@ -483,6 +507,7 @@ def main(argv=None):
         records = all_findings(json.load(f))
     write_json(os.path.join(report, "findings.json"), records)
     write_report(args, plan, evaluations, numbers, records, shlex.join(argv))
+    keep_artefacts(plan, report)
     executor.close_pool()
     print(verdict_table(records))
     print(f"wrote {os.path.join(report, 'report.md')} ({time.time() - start:.0f} s)")

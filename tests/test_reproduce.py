@@ -11,7 +11,7 @@ import findings
 from conftest import assert_usage_and_one_error
 import reproduce
 from models import load_model
-from runs import save_checkpoint
+from runs import read_jsonl, save_checkpoint
 
 SMALL = ["--model", "tiny", "--preset", "cpu", "--steps", "2", "--n", "2", "--tasks-per-type", "2",
          "--max-new-tokens", "8", "--quick"]
@@ -158,6 +158,12 @@ def test_the_study_writes_its_report_and_a_second_run_redoes_nothing(tmp_path, m
     assert "| finding | verdict | criterion | numbers |" in text and "survive bf16 rounding" in text
     assert all(f"({name})" in text for name in REPORT_FILES if name.endswith(".png"))
     assert all(r["verdict"] in findings.VERDICTS for r in records)
+    # each run's plain files beside the report: the verdicts' inputs, readable without checkpoints
+    kept = os.path.join(report, "runs", "azr-seed0")
+    assert read_jsonl(os.path.join(kept, "tasks.jsonl.gz")) == read_jsonl(os.path.join(study, "runs", "azr-seed0", "tasks.jsonl"))
+    assert read_jsonl(os.path.join(kept, "metrics.jsonl.gz")) == read_jsonl(os.path.join(study, "runs", "azr-seed0", "metrics.jsonl"))
+    assert sorted(os.listdir(os.path.join(report, "runs"))) == sorted(f"{m}-seed0" for m in reproduce.RUNS)
+    assert {"heldout_eval.json", "sparsity.json", "config.json"} <= set(os.listdir(kept))
 
     before = mtimes(study)
     assert len(before) == 2 * 5 + 1  # both caches for every run, the held-out one for the base
