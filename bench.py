@@ -340,7 +340,7 @@ def gpu_step(size, tokenizer, args, device, figures):
     if args.grad_ckpt:
         model.gradient_checkpointing_enable()
     figures["parameters"] = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     rows, records, times = self_play(1, model, tokenizer, new_buffers(), args)
     prompt_lengths = [len(r.prompt_ids) for r in rows]
     figures.update(sequences=len(rows), valid_proposals=sum(r["valid"] for r in records),

@@ -17,7 +17,7 @@ trains each of them for each seed (grpo.py, in a subprocess), then:
               file (findings.py).
 Everything lands in --out: runs/<method>-seed<k>/ (a grpo.py run folder, plus the cached
 evaluations heldout_eval.json, eval_benchmarks/ and sparsity.json) and report/ (report.md, its
-figures, numbers.json, findings.json). Stopped at any point, the same command resumes: a finished
+figures, numbers.json, findings.json, and runs/ with each run's plain files: keep_artefacts). Stopped at any point, the same command resumes: a finished
 run is skipped, one without its final checkpoint continues (grpo.py --resume), a cached
 evaluation is read back. The study's phases are one pipeline a reader follows from training to
 verdicts, and each phase is a short function over the others'.

@@ -7,6 +7,9 @@ A run of grpo.py is a folder a person can open (and analyze.py / evaluate.py rea
                       (role, task type), valid rates, solve-rate histograms, grad norm, seconds);
   tasks.jsonl         one JSON line per proposal: the task, its verdict and reason, solve rate,
                       proposer reward, step;
+  seed_tasks.jsonl, seed_buffer_<type>.jsonl
+                      every seeding proposal, and the buffers after seeding;
+  tensorboard/, wandb/  with --report-to: the tracker's copy of metrics.jsonl (open_tracker);
   checkpoints/step_N  a Hugging Face folder (`AutoModelForCausalLM.from_pretrained` loads it) with
                       trainer_state.pt (optimizer, step) and the task buffers, so a run resumes.
 Every entry point's command line reads its numbers with `number`, so a bad value is refused by
