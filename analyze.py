@@ -167,10 +167,13 @@ def plot_entropy(runs, path):
 
 
 def plot_probe(points, path):
-    """Probe entropy per checkpoint step: a colour per run, a line style per role."""
+    """Probe entropy per checkpoint step: a colour per run, a line style per role (the roles the
+    rows hold)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for c, (label, rows) in enumerate(points.items()):
         for s, role in enumerate(ROLES):
+            if role not in rows[0][1]:
+                continue
             ax.plot([step for step, _ in rows], [e[role] for _, e in rows], STYLES[s], color=f"C{c}", marker="o",
                     ms=3, label=f"{label} {role}")
     ax.set(xlabel="checkpoint step (0 = base)", ylabel="probe entropy (nats)", title="mean token entropy on the probe set")

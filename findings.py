@@ -6,6 +6,8 @@ The study's six findings, each checked against saved numbers.
 function below takes the numbers a reproduction saved (reproduce.py writes them to numbers.json)
 and returns one record:
   finding    what the study found, in one line;
+  study      the sentence of the study's abstract that names the analysis, quoted, and the result
+             as we read it, paraphrased and marked as our words;
   criterion  the test applied to the numbers, written out with its thresholds;
   numbers    the numbers the verdict rests on: {label: [one value per seed]};
   verdict    "reproduced", "not reproduced" or "inconclusive"; or "not testable at this setting"
@@ -22,8 +24,20 @@ the fields:
   sparsity    {"bf16_exact", "bf16_tol", "exact", "tol"}: the fraction of parameters unchanged
               from the base, exactly or within the tolerance, in bf16 or in the checkpoint dtype;
   curriculum  {"first_half", "second_half"}: the mean solve rate of the valid proposed tasks in
-              each half of training; "spearman": of solve rate against response length,
-              stratified by task type; "spearman_by_type": {task type: that correlation}.
+              each half of training, as the moving solver saw them; "spearman": of solve rate against
+              response length, stratified by task type; "spearman_by_type": {task type: that
+              correlation}; "judge_base", "judge_final": [one solve rate per quarter of training]: a
+              sample of each quarter's valid tasks solved by two fixed judges, the base and the final
+              checkpoint; "nodes_by_quarter": the mean AST nodes of each quarter's valid programs;
+  probe       {checkpoint step: the solver's mean token entropy on a fixed set of prompts and
+              responses}, step "0" being the base;
+and, outside "methods", optionally:
+  sweep       {"steps": S, "rates": {learning rate: {method: [{"bf16_exact", "exact"} per seed]}}}:
+              sparsity after S steps at each rate (finding 4 at each rate);
+  budgets     {method: {"proposer", "solver"}}: the sequences each method trains on per step.
+Methods "azr-long" and "azr-frozen-long" (long runs) decide finding 2 when present, and
+"rlvr-matched" and "sft-matched" (trained on AZR's solver sequences per step) replace RLVR and
+SFT in matched_budget(numbers).
 
 Seeds. A difference of two means d = mean(a) - mean(b) decides a comparison only when |d| exceeds
 the spread: the larger of the two sample standard deviations (n - 1) across seeds, and never less
@@ -43,6 +57,7 @@ RL_METHODS = ("azr", "rlvr")  # the methods whose pass@k the first finding compa
 HELP_MARGIN = 0.02            # finding 5: the peaked reward "does not help" if its pass@1 is at most 2 points above
 ENTROPY_REL_TOL = 0.5         # finding 5 (ours): entropy changes within half the larger change count as the same
 SPARSE_ENOUGH = 0.5           # finding 4 (ours): testable only if some method leaves over half the entries unchanged
+DENSE_ENOUGH = 0.99           # finding 4 (ours): ... and some method changes more than 1 % of them
 # the smallest difference that decides, per quantity, whatever the seeds' spread
 RESOLUTION = {"pass@k": 0.005, "entropy": 0.005, "sparsity": 1e-4, "solve rate": 0.01, "spearman": 0.05}
 
@@ -96,10 +111,35 @@ def verdict(checks):
     return "inconclusive"
 
 
+# What the study says, per finding: the sentence of its abstract (arXiv 2510.27072) that names the
+# analysis, quoted, and its result as we read it, paraphrased (marked so: the words are ours).
+ABSTRACT = {
+    "pass@k": "We further connect these dynamics to reasoning performance using pass@k evaluations.",
+    "dynamics": "Our study examines parameter update sparsity, entropy dynamics of token distributions, and "
+                "alternative proposer reward functions.",
+}
+STUDY = {
+    "1": (ABSTRACT["pass@k"], "self-play raises pass@k at small k, and at large k the base catches up or wins: the "
+                              "gains sharpen what the base can already do and are bounded by it"),
+    "2": (ABSTRACT["dynamics"], "token entropy collapses in both roles over training; the proposer's entropy stays "
+                                "above the solver's"),
+    "3": (ABSTRACT["dynamics"], "with the proposer frozen the solver keeps a higher entropy but makes less progress: "
+                                "the proposer is the crucial component"),
+    "4": (ABSTRACT["dynamics"], "RLVR updates a small fraction of the parameters, SFT nearly all; AZR sits between"),
+    "5": (ABSTRACT["dynamics"], "a proposer reward peaked at solve rate 0.5 did not help (about 2 points lower) and "
+                                "left the entropy dynamics unchanged"),
+    "6": (ABSTRACT["pass@k"] + " (the curriculum analysis has no sentence of its own in the abstract)",
+          "the proposer's tasks get harder over training (their solve rate falls), and the solver's responses get "
+          "longer on harder tasks"),
+}
+
+
 def record(finding, criterion, numbers, checks, testable=True):
     """One finding's record; a setting that cannot show the finding (testable False) says so
-    instead of a verdict."""
-    return {"finding": finding, "criterion": criterion, "numbers": numbers,
+    instead of a verdict. "study" holds the abstract's sentence and our paraphrase of the result."""
+    quote, claim = STUDY[finding.split(".")[0]]
+    return {"finding": finding, "study": f"abstract: \"{quote}\" Result (paraphrased, our words): {claim}.",
+            "criterion": criterion, "numbers": numbers,
             "verdict": verdict(checks) if testable else "not testable at this setting"}
 
 
@@ -196,49 +236,87 @@ def finding_pass_at_k(numbers, methods=RL_METHODS, contrast=("sft",)):
 
 def finding_entropy_collapse(numbers):
     res = RESOLUTION["entropy"]
+    azr = "azr-long" if entries(numbers, "azr-long", "entropy") else "azr"  # the long runs decide when there are any
     shown, checks = {}, []
     for role in ("proposer", "solver"):
-        first, last = entropy(numbers, "azr", role, "first"), entropy(numbers, "azr", role, "last")
-        shown.update({f"azr {role} first window": first, f"azr {role} last window": last})
+        first, last = entropy(numbers, azr, role, "first"), entropy(numbers, azr, role, "last")
+        shown.update({f"{azr} {role} first window": first, f"{azr} {role} last window": last})
         checks.append(greater(first, last, resolution=res))
-    proposer, solver = entropy(numbers, "azr", "proposer", "mean"), entropy(numbers, "azr", "solver", "mean")
-    shown.update({"azr proposer mean": proposer, "azr solver mean": solver})
+    proposer, solver = entropy(numbers, azr, "proposer", "mean"), entropy(numbers, azr, "solver", "mean")
+    shown.update({f"{azr} proposer mean": proposer, f"{azr} solver mean": solver})
     checks.append(greater(proposer, solver, resolution=res))
+    if azr == "azr-long":  # the short runs beside, not judged
+        for role in ("proposer", "solver"):
+            shown[f"azr {role} change (short runs)"] = entropy_change(numbers, "azr", role)
     return record(
         "2. entropy collapses in both roles of AZR; the proposer's stays above the solver's",
-        "AZR (learnability reward): for the proposer and for the solver, the mean token entropy over the last quarter "
-        "of the steps below that over the first quarter (two steps at least); and the proposer's entropy, averaged "
-        f"over all steps, above the solver's; entropies in nats, averaged over task types; {decided('entropy')}",
+        f"AZR (learnability reward){', the long runs' if azr == 'azr-long' else ''}: for the proposer and for the "
+        "solver, the mean token entropy over the last quarter of the steps below that over the first quarter (two "
+        "steps at least); and the proposer's entropy, averaged over all steps, above the solver's; entropies in nats, "
+        f"averaged over task types; {decided('entropy')}",
         shown, checks)
 
 
+def probe_mean(numbers, method):
+    """Per seed: the solver's probe entropy averaged over the run's checkpoints (the base, step 0,
+    left out)."""
+    values = []
+    for probe in entries(numbers, method, "probe"):
+        steps = finite([v for step, v in probe.items() if int(step) > 0])
+        if steps:
+            values.append(mean(steps))
+    return values
+
+
 def finding_frozen_proposer(numbers):
-    frozen, azr = entropy(numbers, "azr-frozen", "solver", "last"), entropy(numbers, "azr", "solver", "last")
+    frozen, azr = probe_mean(numbers, "azr-frozen"), probe_mean(numbers, "azr")
     frozen1, azr1 = pass_at(numbers, "azr-frozen", 1), pass_at(numbers, "azr", 1)
     return record(
         "3. a frozen proposer keeps entropy higher and makes less progress",
-        "the solver's entropy over the last quarter of the steps higher with a frozen proposer than in AZR with a "
-        f"learned one ({decided('entropy')}); and pass@1, averaged over the benchmarks, lower with the frozen "
-        f"proposer (from the same base, the same as a smaller gain; {decided('pass@k')})",
-        {"azr-frozen solver last window": frozen, "azr solver last window": azr,
-         "azr-frozen pass@1": frozen1, "azr pass@1": azr1},
+        "(our operationalisation) the solver's probe entropy (teacher-forced on one fixed set of prompts and "
+        "responses, so that every checkpoint is scored on the same tokens), averaged over the run's checkpoints, "
+        f"higher with a frozen proposer than in AZR with a learned one ({decided('entropy')}); and pass@1, averaged "
+        f"over the benchmarks, lower with the frozen proposer ({decided('pass@k')}). The entropy logged in training "
+        "(over each solver's own tasks and samples) is shown beside, not judged",
+        {"azr-frozen solver probe entropy": frozen, "azr solver probe entropy": azr,
+         "azr-frozen pass@1": frozen1, "azr pass@1": azr1,
+         "azr-frozen solver last window (logged)": entropy(numbers, "azr-frozen", "solver", "last"),
+         "azr solver last window (logged)": entropy(numbers, "azr", "solver", "last")},
         [greater(frozen, azr, resolution=RESOLUTION["entropy"]), greater(azr1, frozen1, resolution=RESOLUTION["pass@k"])])
 
 
-def finding_sparsity(numbers, sparse_enough=SPARSE_ENOUGH):
-    rlvr, azr, sft = (field(numbers, m, "sparsity", "bf16_exact") for m in ("rlvr", "azr", "sft"))
+def sparsity_record(by_method, setting, sparse_enough=SPARSE_ENOUGH, dense_enough=DENSE_ENOUGH):
+    """Finding 4 on {method: [{"bf16_exact", ...} per seed]} at one setting (words for the finding's line)."""
+    rlvr, azr, sft = ([s["bf16_exact"] for s in by_method.get(m) or [] if s and s.get("bf16_exact") is not None]
+                      for m in ("rlvr", "azr", "sft"))
     res = RESOLUTION["sparsity"]
-    sparsest = max((mean(v) for v in (rlvr, azr, sft) if v), default=None)
+    means = [mean(v) for v in (rlvr, azr, sft) if v]
+    shown = {"rlvr sparsity (bf16, exact)": rlvr, "azr sparsity (bf16, exact)": azr, "sft sparsity (bf16, exact)": sft}
+    for m in ("rlvr", "azr", "sft"):
+        exact = [s["exact"] for s in by_method.get(m) or [] if s and s.get("exact") is not None]
+        if exact:
+            shown[f"{m} sparsity (float32, exact)"] = exact
     return record(
-        "4. update sparsity: RLVR updates fewer parameters than AZR, AZR fewer than SFT",
-        "the sparsity of the final checkpoint against the base in the bf16 view with exact zeros (the fraction of "
+        f"4. update sparsity: RLVR updates fewer parameters than AZR, AZR fewer than SFT ({setting})",
+        "the sparsity of the checkpoint against the base in the bf16 view with exact zeros (the fraction of "
         f"parameters whose value rounded to bf16 is unchanged): RLVR above AZR and AZR above SFT; {decided('sparsity')}. "
-        f"(ours) Not testable at this setting when no method leaves more than {sparse_enough:.0%} of the entries "
-        "unchanged: every update is then as large as bf16's spacing nearly everywhere, and sparsity measures the "
-        "optimizer's step size, not the method",
-        {"rlvr sparsity (bf16, exact)": rlvr, "azr sparsity (bf16, exact)": azr, "sft sparsity (bf16, exact)": sft},
-        [greater(rlvr, azr, resolution=res), greater(azr, sft, resolution=res)],
-        testable=sparsest is None or sparsest > sparse_enough)
+        f"(ours) Not testable at this setting unless some method leaves more than {sparse_enough:.0%} of the entries "
+        f"unchanged and some method changes more than {1 - dense_enough:.0%} of them: where every update is as large as "
+        "bf16's spacing nearly everywhere, or nearly none is, sparsity measures the optimizer's step size, not the method",
+        shown, [greater(rlvr, azr, resolution=res), greater(azr, sft, resolution=res)],
+        testable=not means or (max(means) > sparse_enough and min(means) < dense_enough))
+
+
+def finding_sparsity(numbers, sparse_enough=SPARSE_ENOUGH, dense_enough=DENSE_ENOUGH):
+    return sparsity_record({m: entries(numbers, m, "sparsity") for m in ("rlvr", "azr", "sft")},
+                           "the final checkpoints", sparse_enough, dense_enough)
+
+
+def sparsity_sweep(numbers):
+    """Finding 4 at each learning rate of numbers["sweep"], every rate reported: [record per rate]."""
+    sweep = numbers.get("sweep") or {}
+    return [sparsity_record(by_method, f"lr {float(rate):g}, {sweep.get('steps')} steps")
+            for rate, by_method in sorted((sweep.get("rates") or {}).items(), key=lambda item: float(item[0]))]
 
 
 def finding_peaked_reward(numbers, margin=HELP_MARGIN, relative=ENTROPY_REL_TOL):
@@ -260,24 +338,46 @@ def finding_peaked_reward(numbers, margin=HELP_MARGIN, relative=ENTROPY_REL_TOL)
         shown, checks)
 
 
+def quarter(numbers, method, name, which):
+    """Per seed: of a curriculum list of quarter values (None for a quarter without tasks), the first
+    (which = 0) or last (-1) quarter that has one."""
+    values = []
+    for e in entries(numbers, method, "curriculum"):
+        held = finite(e.get(name) or [])
+        if len(held) >= 2:
+            values.append(held[which])
+    return values
+
+
 def finding_curriculum(numbers):
-    first, second = field(numbers, "azr", "curriculum", "first_half"), field(numbers, "azr", "curriculum", "second_half")
     rho = field(numbers, "azr", "curriculum", "spearman")
     by_type = {}
     for entry in entries(numbers, "azr", "curriculum"):
         for task_type, value in (entry.get("spearman_by_type") or {}).items():
             by_type.setdefault(f"azr Spearman, {task_type}", []).extend(finite([value]))
+    shown, checks = {}, []
+    for judge in ("base", "final"):
+        first, last = quarter(numbers, "azr", f"judge_{judge}", 0), quarter(numbers, "azr", f"judge_{judge}", -1)
+        shown.update({f"azr tasks of the first quarter, solved by the {judge}": first,
+                      f"azr tasks of the last quarter, solved by the {judge}": last})
+        checks.append(greater(first, last, resolution=RESOLUTION["solve rate"]))
+    shown.update({"azr AST nodes, first quarter": quarter(numbers, "azr", "nodes_by_quarter", 0),
+                  "azr AST nodes, last quarter": quarter(numbers, "azr", "nodes_by_quarter", -1),
+                  "azr solve rate in training, first half (moving solver)": field(numbers, "azr", "curriculum", "first_half"),
+                  "azr solve rate in training, second half (moving solver)": field(numbers, "azr", "curriculum", "second_half"),
+                  "azr Spearman (within task types)": rho, **by_type})
+    checks.append(greater([0.0], rho, resolution=RESOLUTION["spearman"]))
     return record(
         "6. the proposer's tasks get harder over training; responses get longer on harder tasks",
-        "AZR (learnability reward), all task types together: the mean solve rate of the valid proposed tasks in the "
-        f"second half of the steps below that in the first half ({decided('solve rate')}); and the Spearman "
-        "correlation of a task's solve rate with the solver's mean response length on it below 0, stratified by task "
-        "type (ours: the task-weighted mean of the per-type correlations, each type shown; pooled points would mix "
-        f"the types' levels) ({decided('spearman')})",
-        {"azr solve rate, first half": first, "azr solve rate, second half": second,
-         "azr Spearman (within task types)": rho, **by_type},
-        [greater(first, second, resolution=RESOLUTION["solve rate"]),
-         greater([0.0], rho, resolution=RESOLUTION["spearman"])])
+        "AZR (learnability reward). Harder, (our operationalisation) under fixed judges: a sample of the valid tasks "
+        "proposed in the first and in the last quarter of the steps (that hold any), every task type, each solved n times by the "
+        "base and by the final checkpoint; for both judges the mean solve rate (the mean over task types) of the "
+        f"last quarter's tasks below the first quarter's ({decided('solve rate')}). The solve rate the moving "
+        "solver met in training mixes the tasks' difficulty with its progress: shown beside, not judged. Longer: the "
+        "Spearman correlation of a task's solve rate with the solver's mean response length on it below 0, "
+        "stratified by task type (ours: the task-weighted mean of the per-type correlations, each type shown; pooled "
+        f"points would mix the types' levels) ({decided('spearman')})",
+        shown, checks)
 
 
 FINDINGS = (finding_pass_at_k, finding_entropy_collapse, finding_frozen_proposer, finding_sparsity,
@@ -285,8 +385,21 @@ FINDINGS = (finding_pass_at_k, finding_entropy_collapse, finding_frozen_proposer
 
 
 def all_findings(numbers):
-    """The six records, in the study's order."""
-    return [f(numbers) for f in FINDINGS]
+    """The six records, in the study's order, then finding 4 at each rate of a learning-rate sweep."""
+    return [f(numbers) for f in FINDINGS] + sparsity_sweep(numbers)
+
+
+MATCHED = {"rlvr": "rlvr-matched", "sft": "sft-matched"}
+
+
+def matched_budget(numbers):
+    """The numbers with RLVR and SFT replaced by their matched-budget runs (trained on as many solver
+    sequences per step as AZR), or None when there are none."""
+    methods = numbers.get("methods", {})
+    if not any(m in methods for m in MATCHED.values()):
+        return None
+    swapped = {m: methods.get(MATCHED.get(m, m), {}) for m in methods if m not in MATCHED.values()}
+    return {**numbers, "methods": swapped, "sweep": None}
 
 
 # -----------------------------------------------------------------------------
@@ -303,10 +416,11 @@ def show_values(values):
 
 
 def verdict_table(records):
-    """A Markdown table of the records: finding, verdict, criterion, numbers."""
+    """A Markdown table of the records: finding, verdict, what the study says, criterion, numbers."""
     cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| finding | verdict | criterion | numbers |", "|---|---|---|---|"]
+    lines = ["| finding | verdict | the study | criterion | numbers |", "|---|---|---|---|---|"]
     for r in records:
         numbers = "; ".join(f"{label} = {show_values(v)}" for label, v in r["numbers"].items())
-        lines.append(f"| {cell(r['finding'])} | **{r['verdict']}** | {cell(r['criterion'])} | {cell(numbers)} |")
+        lines.append(f"| {cell(r['finding'])} | **{r['verdict']}** | {cell(r.get('study', ''))} | "
+                     f"{cell(r['criterion'])} | {cell(numbers)} |")
     return "\n".join(lines)

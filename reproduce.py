@@ -36,6 +36,7 @@ import importlib.util
 import io
 import json
 import os
+import random
 import shlex
 import shutil
 import subprocess
@@ -48,17 +49,22 @@ from tqdm import tqdm
 import executor
 import grpo
 from analyze import (CURRICULUM_HEADER, ENTROPY_HEADER, ROLES, curriculum_rows, entropy_curves, entropy_rows,
-                     plot_curriculum, plot_entropy, plot_length_vs_difficulty, sparsity_report, table)
+                     plot_curriculum, plot_entropy, plot_length_vs_difficulty, plot_probe, probe_entropy,
+                     sparsity_report, table)
+from chat import render_chat
+from curriculum import mean_or_none, program_complexity
 from benchmarks import BENCHMARKS, PACKAGES
 from evaluate import pass_at_k_curve, plot_pass_at_k
 from evaluate import main as evaluate_main
-from findings import all_findings, mean, std, verdict_table
+from findings import all_findings, matched_budget, mean, std, verdict_table
 from models import load_model, model_name_problem
 from runs import checkpoints, number, read_jsonl
 from sparsity import sparsity, summarize
-from toytasks import DEPTHS, HELDOUT_PER_DEPTH, heldout
-from solver import TRIPLET_TYPES
-from toyworld import answers
+from proposer import Task
+from sampling import sample
+from solver import TRIPLET_TYPES, solver_prompt
+from toytasks import DEPTHS, HELDOUT_PER_DEPTH, Generated, heldout
+from toyworld import answers, solved
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -71,6 +77,11 @@ RUNS = {
     "sft": ["--method", "sft", "--data", "toy"],          # cross-entropy on the same tasks' gold answers
 }
 SELF_PLAY = ("azr", "azr-peaked", "azr-frozen")           # the runs with proposals (tasks.jsonl)
+SWEEP = ("azr", "rlvr", "sft")                            # finding 4's methods, trained at each --sweep-lrs rate
+LONG = ("azr", "azr-frozen")                              # continued to --long-steps: finding 2 (and 3's curves)
+MATCHED = {"rlvr-matched": "rlvr", "sft-matched": "sft"}  # --matched-budget: AZR's solver sequences per step
+PROBES_PER_TYPE = 24                                      # (ours) fixed solver probes per task type, for finding 3
+JUDGE_TASKS, JUDGE_SAMPLES = 16, 16                       # (ours) finding 6's fixed judges: tasks per type and quarter, samples
 # --quick: the smallest batches that still run every part, for tests and a first look
 QUICK = ["--prompts", "2", "--group", "2", "--solve-samples", "2", "--seed-tasks", "0",
          "--task-types", "deduction,abduction"]
@@ -90,7 +101,8 @@ def get_args(argv=None):
     p.add_argument("--preset", choices=sorted(grpo.PRESETS), default=None,
                    help="grpo.py's preset for every run (default: toy for --model toy, else gpu with CUDA, else cpu)")
     p.add_argument("--steps", type=number(int, 1), default=None, help="training steps per run (default: grpo.py's, toy 30, else 20)")
-    p.add_argument("--seeds", type=number(int, 1), default=1, help="runs per method, seeds 0..N-1 (passed as grpo.py --seed)")
+    p.add_argument("--seeds", type=number(int, 1), default=3,
+                   help="runs per method, seeds 0..N-1 (passed as grpo.py --seed); verdicts weigh their spread")
     p.add_argument("--methods", nargs="+", choices=list(RUNS), default=list(RUNS),
                    help="the methods to train (default: all five); a finding whose methods are left out is inconclusive")
     p.add_argument("--out", default=os.path.join("runs", "study"), help="the study's folder: runs/ and report/ in it")
@@ -111,6 +123,16 @@ def get_args(argv=None):
                    help="more grpo.py flags for every run, as one string after an =, e.g. "
                         "--grpo-args=\"--micro-batch 4\"; the study's own (--model, --seed, --steps, --out, --quick's, "
                         "the method's) come after them and win")
+    p.add_argument("--sweep-lrs", nargs="*", type=number(float, 0, above=True), default=[1e-6, 1e-5, 1e-4],
+                   help="finding 4 at each of these learning rates: AZR, RLVR and SFT trained --sweep-steps steps "
+                        "per seed; the runs' own rate is added from their --sweep-steps checkpoint (none: no sweep)")
+    p.add_argument("--sweep-steps", type=number(int, 1), default=10, help="steps of each sweep run")
+    p.add_argument("--long-steps", type=number(int, 2), default=None,
+                   help="also continue AZR and the frozen proposer's runs to this many steps (e.g. 150), which then "
+                        "decide finding 2 (entropy collapse)")
+    p.add_argument("--matched-budget", action="store_true",
+                   help="also train RLVR and SFT on as many solver sequences per step as AZR (more --prompts), "
+                        "and decide the findings a second time with them")
     p.add_argument("--jobs", type=number(int, 1), default=1,
                    help="training runs at once, each in its own process, the CPU's threads divided among them")
     p.add_argument("--dry-run", action="store_true", help="print what would be trained and evaluated; write nothing")
@@ -146,15 +168,57 @@ def check_args(p, args):
             p.error(f"grpo.py flags of {method}: {reason}")
     args.tasks_per_type = args.tasks_per_type or HELDOUT_SIZE
     args.steps = args.steps or grpo.PRESET_STEPS.get(settings.preset, 20)
+    if args.long_steps is not None and args.long_steps <= args.steps:
+        p.error(f"--long-steps {args.long_steps}: not beyond the runs' {args.steps} steps")
+    args.sweep_lrs = sorted(set(args.sweep_lrs) - {settings.lr}) if set(args.methods) & set(SWEEP) else []
+    args.matched_prompts = None
+    args.budgets = budgets(args)
+    if args.matched_budget:  # AZR's budget first, then the matched runs' own
+        args.matched_prompts = matched_prompts(args, p)
+        args.budgets = budgets(args)
     args.eval_max_new_tokens = settings.max_new_tokens
     args.settings = vars(settings)
 
 
 def train_argv(args, method, seed):
-    """grpo.py's flags for one run (without --out)."""
+    """grpo.py's flags for one run (without --out); a matched-budget method is its method's flags with
+    more --prompts."""
+    flags = RUNS[MATCHED.get(method, method)]
+    if method in MATCHED:
+        flags = flags + ["--prompts", str(args.matched_prompts)]
     return (args.grpo_args + (QUICK if args.quick else []) + ["--model", args.model, "--seed", str(seed)]
             + (["--preset", args.preset] if args.preset else []) + (["--steps", str(args.steps)] if args.steps else [])
-            + (["--max-new-tokens", str(args.max_new_tokens)] if args.max_new_tokens else []) + RUNS[method])
+            + (["--max-new-tokens", str(args.max_new_tokens)] if args.max_new_tokens else []) + flags)
+
+
+def budgets(args):
+    """{method: {"proposer", "solver", "samples"}}: the sequences each method trains on per step, per
+    role, and the solve-rate samples it draws without training on them (grpo.py's settings): AZR has
+    --prompts proposer prompts x --group proposals and --prompts solver tasks x --group answers per
+    task type, and --solve-samples answers to each proposal for its solve rate; RLVR --prompts x
+    --group answers per task type; SFT --prompts x --group gold answers per task type."""
+    out = {}
+    for method in args.methods:
+        s = grpo.get_args(train_argv(args, method, 0))
+        per_type = s.prompts * s.group
+        trains = s.method == "azr" and not s.freeze_proposer
+        out[method] = {"task_types": len(s.task_types), "proposer": per_type * len(s.task_types) if trains else 0,
+                       "solver": per_type * len(s.task_types),
+                       "samples": per_type * s.solve_samples * len(s.task_types) if s.method == "azr" else 0}
+    return out
+
+
+def matched_prompts(args, p):
+    """--prompts for RLVR and SFT so that they train on as many solver sequences per step as AZR."""
+    if "azr" not in args.budgets or not {"rlvr", "sft"} & set(args.methods):
+        p.error("--matched-budget: needs azr and rlvr or sft among --methods")
+    fixed = grpo.get_args(train_argv(args, "rlvr", 0))
+    prompts, left = divmod(args.budgets["azr"]["solver"], fixed.group * len(fixed.task_types))
+    if left or not prompts:
+        p.error(f"--matched-budget: AZR's {args.budgets['azr']['solver']} solver sequences per step are not a whole "
+                f"number of RLVR prompts of {fixed.group} x {len(fixed.task_types)} task types")
+    args.methods += [m for m, base in MATCHED.items() if base in args.methods and m not in args.methods]
+    return prompts
 
 
 # -----------------------------------------------------------------------------
@@ -180,31 +244,81 @@ def run_training(argv, threads=None):
     return subprocess.run([sys.executable, os.path.join(HERE, "grpo.py")] + argv, env=env).returncode
 
 
-def train_all(args, plan):
-    """Train (or resume) every unfinished run of the plan, args.jobs at a time, each process with
-    the CPU's threads divided among the jobs (two processes asking for all the threads each would
-    run several times slower). A failed run stops the study once the others have ended; the same
-    command resumes it."""
-    todo = []
-    for method, seed, folder in plan:
-        state = run_state(folder, args.steps)
-        if state != "done":
-            todo.append((folder, ["--resume", "--out", folder, "--steps", str(args.steps)] if state == "resume"
-                         else train_argv(args, method, seed) + ["--out", folder]))
+def training_job(args, method, seed, folder, steps=None, extra=()):
+    """(folder, steps, grpo.py flags) to train or resume one run to `steps` (default: the study's),
+    or None when it is done. `extra` flags (a sweep's --lr) go before the study's --steps and --out."""
+    steps = steps or args.steps
+    state = run_state(folder, steps)
+    if state == "done":
+        return None
+    if state == "resume":
+        return folder, steps, ["--resume", "--out", folder, "--steps", str(steps)]
+    return folder, steps, train_argv(args, method, seed) + list(extra) + ["--steps", str(steps), "--out", folder]
+
+
+def train_all(args, jobs, what="training runs"):
+    """Train (or resume) every job (training_job's, None for a finished run), args.jobs at a time,
+    each process with the CPU's threads divided among the jobs (two processes asking for all the
+    threads each would run several times slower). A failed run stops the study once the others
+    have ended; the same command resumes it."""
+    todo = [j for j in jobs if j is not None]
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     failed = []
     with ThreadPoolExecutor(args.jobs) as pool, \
-            tqdm(total=len(plan), initial=len(plan) - len(todo), desc="training runs", unit="run") as bar:
-        running = {pool.submit(run_training, argv, threads): folder for folder, argv in todo}
-        for folder, argv in todo:
+            tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=what, unit="run") as bar:
+        running = {pool.submit(run_training, argv, threads): (folder, steps) for folder, steps, argv in todo}
+        for folder, _, argv in todo:
             tqdm.write(f"{'resuming' if '--resume' in argv else 'training'} {folder}")
         for done in as_completed(running):
-            folder, code = running[done], done.result()
-            if code != 0 or run_state(folder, args.steps) != "done":
+            (folder, steps), code = running[done], done.result()
+            if code != 0 or run_state(folder, steps) != "done":
                 failed.append(f"{folder} (exit status {code})")
             bar.update()
     if failed:
         sys.exit(f"reproduce.py: training {', '.join(failed)} failed; run the same command again to resume")
+
+
+def sweep_plan(args):
+    """[(rate, method, seed, folder, step)]: finding 4's learning-rate sweep. Each --sweep-lrs rate
+    trains AZR, RLVR and SFT for --sweep-steps steps per seed in sweep/; the study's own rate is
+    read from its runs' checkpoint at that step (the learning rate is constant, and the runs draw
+    each step's randomness from the seed and the step, so the first steps of a longer run are the
+    short run), when --save-every wrote one."""
+    plan = []
+    own = args.settings["lr"]
+    saved = args.sweep_steps <= args.steps and args.sweep_steps % args.settings["save_every"] == 0
+    for rate in args.sweep_lrs + ([own] if saved and args.sweep_lrs else []):
+        for method in (m for m in SWEEP if m in args.methods):
+            for seed in range(args.seeds):
+                folder = run_folder(args, method, seed) if rate == own else \
+                    os.path.join(args.out, "sweep", f"{method}-lr{rate:g}-seed{seed}")
+                plan.append((rate, method, seed, folder, args.sweep_steps))
+    return plan
+
+
+def long_plan(args):
+    """[(method, seed, folder)]: the runs continued to --long-steps, each in <method>-long-seed<k>."""
+    if args.long_steps is None:
+        return []
+    return [(m, s, os.path.join(args.out, "runs", f"{m}-long-seed{s}")) for m in LONG if m in args.methods
+            for s in range(args.seeds)]
+
+
+def start_long(args, method, seed, folder):
+    """A long run starts as a copy of the finished study run (its config's folder rewritten), then
+    resumes to --long-steps: the first steps are not trained twice."""
+    if os.path.isdir(folder):
+        return
+    source = run_folder(args, method, seed)
+    tmp = folder + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("*.json.tmp", "heldout_eval.json", "sparsity*.json",
+                                                               "probe.json", "judges.json", "eval_benchmarks"))
+    with open(os.path.join(tmp, "config.json")) as f:
+        config = json.load(f)
+    config["out"] = folder  # grpo.py --resume reads its folder back from the config
+    write_json(os.path.join(tmp, "config.json"), config)
+    os.replace(tmp, folder)
 
 
 # -----------------------------------------------------------------------------
@@ -277,8 +391,7 @@ def benchmark_eval(args, folder, model_name, benchmarks):
 def final_checkpoint(folder):
     """(the folder of a run's last checkpoint, what identifies it in a cache: its name and when it
     was written, so that a checkpoint written again is evaluated again)."""
-    checkpoint = checkpoints(folder)[-1][1]
-    return checkpoint, f"{os.path.basename(checkpoint)}, written {os.stat(checkpoint).st_mtime_ns}"
+    return checkpoint_key(checkpoints(folder)[-1][1])
 
 
 def evaluate_all(args, plan):
@@ -321,21 +434,131 @@ def entropy_numbers(folder):
     return out
 
 
-def sparsity_numbers(args, folder):
-    """The final checkpoint's sparsity against the base, overall: {"exact", "tol", "bf16_exact",
-    "bf16_tol"}, cached in folder/sparsity.json."""
-    checkpoint, key = final_checkpoint(folder)
+def sparsity_numbers(args, folder, checkpoint=None):
+    """A checkpoint's sparsity against the base, overall: {"exact", "tol", "bf16_exact", "bf16_tol"},
+    cached in folder/sparsity.json under the checkpoint (default: the run's final one)."""
+    checkpoint, key = checkpoint_key(checkpoint) if checkpoint else final_checkpoint(folder)
     path = os.path.join(folder, "sparsity.json")
-    settings = {"base": args.model, "checkpoint": key, "tol": args.tol}
+    settings = {"base": args.model, "tol": args.tol}
+    cached = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            data = json.load(f)
+        cached = data.get("checkpoints", {}) if data.get("settings") == settings else {}
+    if key not in cached:
+        s = summarize(sparsity(args.model, checkpoint, args.tol))["all"]
+        cached[key] = {"exact": s["same"] / s["numel"], "tol": s["close"] / s["numel"],
+                       "bf16_exact": s["same_bf16"] / s["numel"], "bf16_tol": s["close_bf16"] / s["numel"]}
+        write_json(path, {"settings": settings, "checkpoints": cached})
+    return cached[key]
+
+
+def checkpoint_key(checkpoint):
+    """(checkpoint, what identifies it in a cache: its name and when it was written)."""
+    return checkpoint, f"{os.path.basename(checkpoint)}, written {os.stat(checkpoint).st_mtime_ns}"
+
+
+def checkpoint_at(folder, step):
+    """The run's checkpoint at `step` (a folder), or None."""
+    return dict(checkpoints(folder)).get(step)
+
+
+def sparsity_over_steps(args, folder):
+    """{step: sparsity_numbers} for every checkpoint of the run (--save-every apart)."""
+    return {str(step): sparsity_numbers(args, folder, checkpoint) for step, checkpoint in checkpoints(folder)}
+
+
+def probe_texts(args):
+    """[("solver", user text, response)]: the fixed probes of finding 3. PROBES_PER_TYPE held-out toy
+    tasks per task type (deduction and abduction), each with one response of the base sampled at
+    temperature 1 (seed 0): every checkpoint is then scored, by teacher forcing, on the same
+    tokens, so that their entropies compare the models and not the tasks each solver happened to
+    meet or the answers it happened to write. Cached in runs/base/probes.json."""
+    path = os.path.join(args.out, "runs", "base", "probes.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            data = json.load(f)
+        if data["settings"] == {"model": args.model, "per_type": PROBES_PER_TYPE}:
+            return [tuple(p) for p in data["probes"]]
+    model, tokenizer = load_model(args.model)
+    tasks, probes = heldout_tasks(PROBES_PER_TYPE), []
+    for task_type in TRIPLET_TYPES:
+        texts = [solver_prompt(task_type, t.task) for t in tasks]
+        out = sample(model, tokenizer, [render_chat(tokenizer, t) for t in texts], 1, args.eval_max_new_tokens,
+                     TEMPERATURE, seed=0)
+        probes += sorted(("solver", texts[k], text) for k, text in zip(out["prompt_index"].tolist(), out["texts"]))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_json(path, {"settings": {"model": args.model, "per_type": PROBES_PER_TYPE}, "probes": probes})
+    return probes
+
+
+def probe_numbers(args, folder, probes, base_entropy):
+    """{step: the solver's mean token entropy on the probes}, step "0" the base, then each
+    checkpoint of the run (analyze.probe_entropy); cached in folder/probe.json."""
+    path = os.path.join(folder, "probe.json")
+    cached = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            cached = json.load(f)
+    out = {"0": base_entropy}
+    for step, checkpoint in checkpoints(folder):
+        _, key = checkpoint_key(checkpoint)
+        if key not in cached:
+            model, tokenizer = load_model(checkpoint)
+            cached[key] = probe_entropy(model, tokenizer, probes, TEMPERATURE)["solver"]
+            write_json(path, cached)
+        out[str(step)] = cached[key]
+    return out
+
+
+def base_probe_entropy(args, probes):
+    model, tokenizer = load_model(args.model)
+    return probe_entropy(model, tokenizer, probes, TEMPERATURE)["solver"]
+
+
+def quarter_of(step, steps):
+    """0..3: the quarter of training a step (1..steps) falls in."""
+    return min(3, (step - 1) * 4 // steps)
+
+
+def judge_numbers(args, folder, steps):
+    """Finding 6 under fixed judges: per quarter of the run's steps, a sample of JUDGE_TASKS valid
+    proposed tasks per task type (seeded), each answered JUDGE_SAMPLES times at temperature 1 by the
+    base and by the final checkpoint; {"judge_base", "judge_final": [solve rate per quarter, the mean
+    over task types of the mean over tasks], "nodes_by_quarter": [mean AST nodes of ALL the
+    quarter's valid programs, the mean over task types]}. A quarter with no valid task is None.
+    Cached in folder/judges.json."""
+    checkpoint, key = final_checkpoint(folder)
+    path = os.path.join(folder, "judges.json")
+    settings = {"base": args.model, "checkpoint": key, "tasks": JUDGE_TASKS, "samples": JUDGE_SAMPLES,
+                "max_new_tokens": args.eval_max_new_tokens}
     if os.path.isfile(path):
         with open(path) as f:
             cached = json.load(f)
         if cached["settings"] == settings:
-            return cached["sparsity"]
-    s = summarize(sparsity(args.model, checkpoint, args.tol))["all"]
-    numbers = {"exact": s["same"] / s["numel"], "tol": s["close"] / s["numel"],
-               "bf16_exact": s["same_bf16"] / s["numel"], "bf16_tol": s["close_bf16"] / s["numel"]}
-    write_json(path, {"settings": settings, "sparsity": numbers})
+            return cached["numbers"]
+    groups = {}
+    for r in read_jsonl(os.path.join(folder, "tasks.jsonl")):
+        if r["valid"]:
+            groups.setdefault((r["type"], quarter_of(r["step"], steps)), []).append(r)
+    rng = random.Random(0)
+    chosen = {key: rng.sample(v, min(JUDGE_TASKS, len(v))) for key, v in sorted(groups.items())}
+    by_quarter = lambda values: [mean_or_none([mean(v) for (_, q), v in values.items() if q == k and v])  # noqa: E731
+                                 for k in range(4)]
+    numbers = {"nodes_by_quarter": by_quarter({k: [c["nodes"] for c in map(program_complexity, (r["program"] for r in v)) if c]
+                                               for k, v in groups.items()})}
+    for judge, name in (("base", args.model), ("final", checkpoint)):
+        model, tokenizer = load_model(name)
+        rates = {}
+        for task_type in sorted({t for t, _ in chosen}):
+            keys = [k for k in chosen if k[0] == task_type]
+            tasks = [Generated(Task(**{f: r[f] for f in ("type", "program", "inputs", "outputs", "message")}), 0, (), [])
+                     for k in keys for r in chosen[k]]
+            rates_flat = solved(model, tokenizer, task_type, tasks, TEMPERATURE, JUDGE_SAMPLES, args.eval_max_new_tokens)
+            for k in keys:
+                rates[k], rates_flat = rates_flat[:len(chosen[k])], rates_flat[len(chosen[k]):]
+        numbers[f"judge_{judge}"] = by_quarter(rates)
+    write_json(path, {"settings": settings, "numbers": numbers})
     return numbers
 
 
@@ -392,7 +615,84 @@ SPARSITY_NOTE = (
     "Both views are computed the same way at every scale; only their reading changes.")
 
 
-def write_report(args, plan, evaluations, numbers, records, command):
+def budget_section(args):
+    rows = [[m, b["task_types"], b["proposer"], b["solver"], b["proposer"] + b["solver"], b["samples"]]
+            for m, b in args.budgets.items()]
+    return ["## Budgets", "", "What each method trains on per step (grpo.py's settings): AZR trains both roles on "
+            "every task type, the frozen proposer's run its solver only; RLVR and SFT the solver on the triplet types. "
+            "AZR also draws --solve-samples answers per proposal for its solve rate, never trained on. With "
+            "--matched-budget, RLVR and SFT are trained a second time on as many solver sequences per step as AZR.", "",
+            table(["method", "task types", "proposer sequences", "solver sequences", "trained sequences",
+                   "solve-rate samples"], rows), ""]
+
+
+def sweep_section(args, numbers, records):
+    """Finding 4 at every rate: the sweep's sparsity per method and seed, and the verdict."""
+    sweep = numbers.get("sweep")
+    md = ["### Sparsity against the learning rate (finding 4 at each rate)", ""]
+    if not sweep:
+        return md + ["No sweep (--sweep-lrs given none).", ""]
+    verdicts = {r["finding"].rsplit("(lr ", 1)[-1].split(",")[0]: r["verdict"] for r in records if "(lr " in r["finding"]}
+    rows = []
+    for rate, by_method in sorted(sweep["rates"].items(), key=lambda item: float(item[0])):
+        for method, values in by_method.items():
+            rows.append([f"{float(rate):g}" + (" (the runs')" if float(rate) == args.settings["lr"] else ""), method,
+                         seeds_text([v["bf16_exact"] for v in values]), seeds_text([v["exact"] for v in values]),
+                         verdicts.get(f"{float(rate):g}", "–")])
+    return md + [f"Each method trained {sweep['steps']} steps at each rate, every seed; the runs' own rate is their "
+                 f"checkpoint at step {sweep['steps']}. Sparsity: the fraction of entries unchanged from the base, in "
+                 "the bf16 view and exactly in float32. Every rate is reported.", "",
+                 table(["learning rate", "method", "sparsity (bf16, exact)", "sparsity (float32, exact)", "verdict"],
+                       rows), ""]
+
+
+def steps_section(numbers):
+    """Sparsity (bf16, exact) at each checkpoint of the runs, mean over seeds."""
+    rows = []
+    for method in SWEEP:
+        per_seed = numbers["methods"].get(method, {}).get("sparsity_steps") or []
+        for step in sorted({int(k) for e in per_seed for k in e}):
+            rows.append([method, step, seeds_text([e[str(step)]["bf16_exact"] for e in per_seed if str(step) in e]),
+                         seeds_text([e[str(step)]["exact"] for e in per_seed if str(step) in e])])
+    return ["### Sparsity over the checkpoints", "", table(["method", "step", "sparsity (bf16, exact)",
+                                                            "sparsity (float32, exact)"], rows), ""] if rows else []
+
+
+def probe_section(numbers, report):
+    """Finding 3's probe entropy: each method's mean over seeds per checkpoint step, a figure and a table."""
+    points, rows = {}, []
+    for method, entry in numbers["methods"].items():
+        per_seed = entry.get("probe") or []
+        steps = sorted({int(k) for e in per_seed for k in e})
+        if steps:
+            points[method] = [(step, {"solver": mean([e[str(step)] for e in per_seed if str(step) in e])}) for step in steps]
+            rows += [[method, step, seeds_text([e[str(step)] for e in per_seed if str(step) in e])] for step in steps]
+    if not points:
+        return []
+    plot_probe(points, os.path.join(report, "probe_entropy.png"))
+    return ["### Probe entropy over the checkpoints (finding 3)", "",
+            f"The solver's mean token entropy, teacher-forced on {PROBES_PER_TYPE} fixed held-out deduction and as many "
+            "abduction prompts, each with one response of the base (temperature 1, seed 0): every checkpoint scored on "
+            "the same tokens (analyze.probe_entropy). Step 0 is the base; mean over seeds.", "",
+            "![probe entropy](probe_entropy.png)", "", table(["method", "step", "probe entropy (nats)"], rows), ""]
+
+
+def judges_section(numbers):
+    """Finding 6 under fixed judges: per quarter of training, the solve rate of a sample of the
+    quarter's tasks by the base and by the final checkpoint, and the programs' AST nodes."""
+    per_seed = [e for e in numbers["methods"].get("azr", {}).get("curriculum") or [] if e.get("judge_base")]
+    if not per_seed:
+        return []
+    rows = [[f"quarter {q + 1}"] + [seeds_text([e[name][q] for e in per_seed])
+                                    for name in ("judge_base", "judge_final", "nodes_by_quarter")] for q in range(4)]
+    return ["### The proposer's tasks under fixed judges (finding 6)", "",
+            f"AZR's valid proposed tasks, {JUDGE_TASKS} per task type and quarter of training (seeded sample), each "
+            f"answered {JUDGE_SAMPLES} times at temperature 1 by two fixed judges, the base and the final checkpoint; "
+            "the solve rate is the mean over task types. AST nodes: all the quarter's valid programs. Mean over seeds.", "",
+            table(["tasks proposed in", "solved by the base", "solved by the final checkpoint", "AST nodes"], rows), ""]
+
+
+def write_report(args, plan, long, evaluations, numbers, records, matched, command):
     report = os.path.join(args.out, "report")
     seed0 = [folder for _, seed, folder in plan if seed == 0]
     md = ["# The study, reproduced", "",
@@ -407,17 +707,30 @@ def write_report(args, plan, evaluations, numbers, records, command):
           "## Findings", "", "Each verdict is computed from numbers.json alone (findings.py): a difference decides "
           "only when it exceeds the larger standard deviation across seeds, and never below the quantity's "
           "resolution (named in each criterion); with one seed the resolution alone decides, and the verdicts then "
-          "say nothing about the noise between seeds.", "", verdict_table(records), ""]
+          "say nothing about the noise between seeds. \"the study\" quotes the sentence of the study's abstract "
+          "that names the analysis and paraphrases its result (our words).", "", verdict_table(records), ""]
+    if matched:
+        differ = [r["finding"] for r, m in zip(records, matched) if r["verdict"] != m["verdict"]]
+        md += ["### With matched budgets", "", "RLVR and SFT trained on as many solver sequences per step as AZR "
+               f"(--prompts {args.matched_prompts}): " + (f"the verdicts differ on {'; '.join(differ)}."
+                                                         if differ else "the same verdicts."), "",
+               verdict_table(matched), ""]
+    md += budget_section(args)
     md += pass_at_k_section(args, evaluations, report)
 
     plot_entropy(seed0, os.path.join(report, "entropy.png"))
     frozen = [f for f in seed0 if os.path.basename(f).startswith(("azr-seed", "azr-frozen-seed"))]
     plot_entropy(frozen, os.path.join(report, "entropy_frozen.png"))
+    if long:
+        plot_entropy([f for _, seed, f in long if seed == 0], os.path.join(report, "entropy_long.png"))
     md += ["## Entropy dynamics", "", "Mean full-vocabulary token entropy of each policy over its own responses, per "
            "role and task type, as logged in training. Solid: proposer; dashed: solver. Every method:", "",
            "![entropy](entropy.png)", "", "The frozen proposer beside the learned one (AZR, learnability reward):", "",
            "![entropy, frozen proposer](entropy_frozen.png)", "",
-           table(ENTROPY_HEADER, [r for _, _, folder in plan for r in entropy_rows(folder)]), ""]
+           table(ENTROPY_HEADER, [r for _, _, folder in plan + long for r in entropy_rows(folder)]), ""]
+    if long:
+        md += [f"### The long runs ({args.long_steps} steps, finding 2)", "", "![entropy, long runs](entropy_long.png)", ""]
+    md += probe_section(numbers, report)
 
     md += ["## Update sparsity", "", SPARSITY_NOTE.format(lr=args.settings["lr"]), ""]
     items = [(os.path.basename(f), args.model, checkpoints(f)[-1][1]) for f in seed0]
@@ -433,6 +746,7 @@ def write_report(args, plan, evaluations, numbers, records, command):
         md += ["### Every seed (bf16, exact)", "",
                table(["method", "sparsity"], [[m, seeds_text([s["bf16_exact"] for s in numbers["methods"][m]["sparsity"]])]
                                               for m in args.methods]), ""]
+    md += steps_section(numbers) + sweep_section(args, numbers, records)
 
     play = [f for f in seed0 if os.path.basename(f).rsplit("-seed", 1)[0] in SELF_PLAY]
     plot_curriculum(play, os.path.join(report, "curriculum.png"))
@@ -442,6 +756,7 @@ def write_report(args, plan, evaluations, numbers, records, command):
            "against its solve rate. RLVR and SFT propose nothing.", "", "![curriculum](curriculum.png)", "",
            "![length vs difficulty](length_vs_difficulty.png)", "",
            table(CURRICULUM_HEADER, [r for m, _, folder in plan if m in SELF_PLAY for r in curriculum_rows(folder)]), ""]
+    md += judges_section(numbers)
     with open(os.path.join(report, "report.md"), "w") as f:
         f.write("\n".join(md))
 
@@ -450,14 +765,16 @@ def write_report(args, plan, evaluations, numbers, records, command):
 # The command
 
 
-ARTEFACTS = ("config.json", "metrics.jsonl", "tasks.jsonl", "seed_tasks.jsonl", "heldout_eval.json", "sparsity.json")
+ARTEFACTS = ("config.json", "metrics.jsonl", "tasks.jsonl", "seed_tasks.jsonl", "heldout_eval.json", "sparsity.json",
+             "probe.json", "judges.json")
 
 
-def keep_artefacts(plan, report):
+def keep_artefacts(folders, report):
     """Each run's plain files beside the report, in report/runs/<run>/, so that every verdict can be
     recomputed by hand without the checkpoints: its config, metrics and tasks (gzipped, as
-    runs.read_jsonl reads them), seeding proposals, cached evaluation counts and sparsity."""
-    for _, _, folder in plan:
+    runs.read_jsonl reads them), seeding proposals, cached evaluation counts, sparsity, probe
+    entropy and fixed judges."""
+    for folder in folders:
         into = os.path.join(report, "runs", os.path.basename(folder))
         os.makedirs(into, exist_ok=True)
         for name in ARTEFACTS:
@@ -472,42 +789,87 @@ def keep_artefacts(plan, report):
                 shutil.copyfile(source, os.path.join(into, name))
 
 
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = get_args(argv)
-    plan = [(m, s, run_folder(args, m, s)) for m in args.methods for s in range(args.seeds)]
-    if args.dry_run:
-        for method, seed, folder in plan:
-            state = run_state(folder, args.steps)
-            flags = ["--resume", "--out", folder, "--steps", str(args.steps)] if state == "resume" else \
-                train_argv(args, method, seed) + ["--out", folder]
-            print(f"{state:6s} {folder}" + ("" if state == "done" else f": python grpo.py {shlex.join(flags)}"))
-        print(f"then: pass@k (n = {args.n}) on {', '.join(args.benchmarks)}, entropy, sparsity, curriculum, findings "
-              f"into {os.path.join(args.out, 'report')}")
-        return None
-    start = time.time()
-    train_all(args, plan)
-    evaluations = evaluate_all(args, plan)
-    report = os.path.join(args.out, "report")
-    os.makedirs(report, exist_ok=True)
+def training_jobs(args, plan, sweep, long):
+    """The study's three training phases, each a list of training_job: the runs, finding 4's sweep
+    (its own-rate points come from the runs) and the long runs."""
+    own = args.settings["lr"]
+    return [("training runs", [training_job(args, m, s, f) for m, s, f in plan]),
+            ("sweep runs", [training_job(args, m, s, f, steps, ["--lr", f"{rate:g}"])
+                            for rate, m, s, f, steps in sweep if rate != own]),
+            ("long runs", [None if run_state(f, args.long_steps) == "done" else
+                           (f, args.long_steps, ["--resume", "--out", f, "--steps", str(args.long_steps)])
+                           for _, _, f in long])]  # each a copy of its study run, resumed (start_long)
+
+
+def study_numbers(args, plan, sweep, long, evaluations):
+    """numbers.json: every quantity the verdicts read (findings.py's docstring lists the fields)."""
     curves = lambda method: [{b: r["pass_at_k"] for b, r in e.items()} for e in evaluations[method]]  # noqa: E731
     numbers = {"n": args.n, "settings": {"model": args.model, "steps": args.steps, "seeds": args.seeds,
                                          "tasks_per_type": args.tasks_per_type, "benchmarks": args.benchmarks,
-                                         "tol": args.tol},
-               "methods": {"base": {"pass_at_k": curves("base")}}}
+                                         "tol": args.tol, "lr": args.settings["lr"], "long_steps": args.long_steps},
+               "budgets": args.budgets, "methods": {"base": {"pass_at_k": curves("base")}}}
+    probes = probe_texts(args)
+    base_entropy = base_probe_entropy(args, probes)
     for method in tqdm(args.methods, desc="analysis", unit="method"):
         folders = [folder for m, _, folder in plan if m == method]
+        play = MATCHED.get(method, method) in SELF_PLAY
         numbers["methods"][method] = {
             "pass_at_k": curves(method),
             "entropy": [entropy_numbers(f) for f in folders],
             "sparsity": [sparsity_numbers(args, f) for f in folders],
-            "curriculum": [curriculum_numbers(f) for f in folders] if method in SELF_PLAY else []}
-    write_json(os.path.join(report, "numbers.json"), numbers)
+            "sparsity_steps": [sparsity_over_steps(args, f) for f in folders] if method in SWEEP else [],
+            "probe": [probe_numbers(args, f, probes, base_entropy) for f in folders],
+            "curriculum": [{**curriculum_numbers(f), **(judge_numbers(args, f, args.steps) if method == "azr" else {})}
+                           for f in folders] if play else []}
+    for method in LONG:
+        folders = [f for m, _, f in long if m == method]
+        if folders:
+            numbers["methods"][f"{method}-long"] = {"entropy": [entropy_numbers(f) for f in folders],
+                                                    "probe": [probe_numbers(args, f, probes, base_entropy) for f in folders]}
+    if sweep:
+        rates = {}
+        for rate, method, _, folder, steps in tqdm(sweep, desc="sweep sparsity", unit="run"):
+            rates.setdefault(f"{rate:g}", {}).setdefault(method, []).append(
+                sparsity_numbers(args, folder, checkpoint_at(folder, steps)))
+        numbers["sweep"] = {"steps": args.sweep_steps, "rates": rates}
+    return numbers
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = get_args(argv)
+    plan = [(m, s, run_folder(args, m, s)) for m in args.methods for s in range(args.seeds)]
+    sweep, long = sweep_plan(args), long_plan(args)
+    phases = training_jobs(args, plan, sweep, long)
+    if args.dry_run:
+        for what, jobs in phases:
+            print(f"{what}:")
+            for folder, steps, flags in (j for j in jobs if j is not None):
+                print(f"  {folder} ({steps} steps): python grpo.py {shlex.join(flags)}")
+            print(f"  {sum(j is None for j in jobs)} done" if jobs else "  none")
+        print(f"then: pass@k (n = {args.n}) on {', '.join(args.benchmarks)}, entropy, probe entropy, sparsity, "
+              f"curriculum with fixed judges, findings into {os.path.join(args.out, 'report')}")
+        return None
+    start = time.time()
+    for what, jobs in phases:
+        if what == "long runs":  # each starts as a copy of its finished study run
+            for method, seed, folder in long:
+                start_long(args, method, seed, folder)
+        train_all(args, jobs, what)
+    evaluations = evaluate_all(args, plan)
+    report = os.path.join(args.out, "report")
+    os.makedirs(report, exist_ok=True)
+    write_json(os.path.join(report, "numbers.json"), study_numbers(args, plan, sweep, long, evaluations))
     with open(os.path.join(report, "numbers.json")) as f:  # the verdicts come from the saved file alone
-        records = all_findings(json.load(f))
+        numbers = json.load(f)
+    records = all_findings(numbers)
     write_json(os.path.join(report, "findings.json"), records)
-    write_report(args, plan, evaluations, numbers, records, shlex.join(argv))
-    keep_artefacts(plan, report)
+    matched = all_findings(matched_budget(numbers)) if matched_budget(numbers) else None
+    if matched:
+        write_json(os.path.join(report, "findings_matched_budget.json"), matched)
+    write_report(args, plan, long, evaluations, numbers, records, matched, shlex.join(argv))
+    folders = dict.fromkeys([f for _, _, f in plan + long] + [f for _, _, _, f, _ in sweep])
+    keep_artefacts(folders, report)
     executor.close_pool()
     print(verdict_table(records))
     print(f"wrote {os.path.join(report, 'report.md')} ({time.time() - start:.0f} s)")

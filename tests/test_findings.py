@@ -22,6 +22,10 @@ PASSING = {
     ("azr-frozen", "solver first"): [1.5], ("azr-frozen", "solver last"): [1.4],
     ("rlvr", "sparsity"): [0.9], ("azr", "sparsity"): [0.7], ("sft", "sparsity"): [0.1],
     ("azr", "first_half"): [0.5], ("azr", "second_half"): [0.3], ("azr", "spearman"): [-0.4],
+    # fixed judges: the first quarter's tasks solved more often than the last quarter's, by both
+    ("azr", "judge_base"): [[0.4, 0.35, 0.3, 0.2]], ("azr", "judge_final"): [[0.6, 0.5, 0.5, 0.4]],
+    # probe entropy over checkpoints (step 0 is the base, left out of the mean): frozen stays higher
+    ("azr", "probe"): [{"0": 1.5, "10": 1.2, "30": 1.0}], ("azr-frozen", "probe"): [{"0": 1.5, "10": 1.4, "30": 1.3}],
 }
 
 
@@ -49,7 +53,10 @@ def build(flat):
             if "sparsity" in mine:
                 entry["sparsity"].append({"bf16_exact": at("sparsity", s), "bf16_tol": 1.0, "exact": 0.0, "tol": 1.0})
             if "first_half" in mine:
-                entry["curriculum"].append({k: at(k, s) for k in ("first_half", "second_half", "spearman")})
+                entry["curriculum"].append({k: at(k, s) for k in ("first_half", "second_half", "spearman", "judge_base",
+                                                                  "judge_final")})
+            if "probe" in mine:
+                entry.setdefault("probe", []).append(at("probe", s))
         numbers["methods"][method] = entry
     return numbers
 
@@ -72,7 +79,7 @@ FAILING = [
     (2, {("azr", "proposer last"): [2.3], ("azr-peaked", "proposer last"): [2.35]}),
     (2, {("azr", "solver first"): [0.9], ("azr-peaked", "solver first"): [0.88]}),
     (2, {("azr", "proposer mean"): [1.0]}),                             # the solver's (1.25) above the proposer's
-    (3, {("azr-frozen", "solver last"): [0.6]}),                        # the frozen proposer's solver collapses more
+    (3, {("azr-frozen", "probe"): [{"0": 1.5, "10": 1.0, "30": 0.8}]}),  # the frozen proposer's solver collapses more
     (3, {("azr-frozen", "pass@1"): [0.30]}),                            # and progresses more
     (4, {("rlvr", "sparsity"): [0.5]}),                                 # RLVR denser than AZR
     (4, {("sft", "sparsity"): [0.95]}),                                 # SFT sparser than AZR
@@ -82,7 +89,8 @@ FAILING = [
     # but not the same dynamics
     (5, {("azr", "solver first"): [0.12], ("azr", "solver last"): [0.08],
          ("azr-peaked", "solver first"): [0.12], ("azr-peaked", "solver last"): [0.12]}),
-    (6, {("azr", "second_half"): [0.7]}),                               # tasks get easier
+    (6, {("azr", "judge_base"): [[0.2, 0.3, 0.3, 0.4]]}),               # the base solves later tasks more often
+    (6, {("azr", "judge_final"): [[0.4, 0.5, 0.5, 0.6]]}),              # so does the final checkpoint
     (6, {("azr", "spearman"): [0.4]}),                                  # harder tasks, shorter answers
 ]
 
@@ -98,7 +106,7 @@ def test_planted_failures_are_not_reproduced(finding, change):
 OVERLAPPING = [
     (1, {("rlvr", "pass@1"): [0.03, 0.23, 0.13]}),                      # mean 0.13 vs base 0.10, std 0.10
     (2, {("azr", "proposer mean"): [1.0, 1.6, 1.3]}),                   # mean 1.3 vs the solver's 1.25, std 0.3
-    (3, {("azr-frozen", "solver last"): [0.5, 1.5, 1.1]}),              # mean 1.03 vs 1.0, std 0.5
+    (3, {("azr-frozen", "probe"): [{"10": 0.5}, {"10": 1.6}, {"10": 1.1}]}),  # mean 1.07 vs 1.1, std 0.55
     (4, {("rlvr", "sparsity"): [0.95, 0.55, 0.75]}),                    # mean 0.75 vs 0.7, std 0.2
     (5, {("azr-peaked", "pass@1"): [0.12, 0.32, 0.22]}),                # mean 0.22: 2 points up, std 0.1
     (6, {("azr", "spearman"): [-0.6, 0.4, -0.1]}),                      # mean -0.1, std 0.5
@@ -184,7 +192,8 @@ def test_records_hold_the_four_fields_and_survive_json():
     records = findings.all_findings(json.loads(json.dumps(numbers)))
     assert records == findings.all_findings(numbers)
     for r in records:
-        assert set(r) == {"finding", "criterion", "numbers", "verdict"} and r["verdict"] in findings.VERDICTS
+        assert set(r) == {"finding", "study", "criterion", "numbers", "verdict"} and r["verdict"] in findings.VERDICTS
+        assert r["study"].startswith('abstract: "') and "(paraphrased, our words)" in r["study"]
         assert all(isinstance(v, list) for v in r["numbers"].values())
     assert "0.005" in records[0]["criterion"] and "k = 32" in records[0]["criterion"]
 
@@ -204,9 +213,60 @@ def test_verdict_table_has_a_row_per_finding_and_escapes_pipes():
     records = findings.all_findings(build(PASSING))
     records[0] = {**records[0], "criterion": "abs|d| <= tol"}
     lines = findings.verdict_table(records).splitlines()
-    assert lines[0] == "| finding | verdict | criterion | numbers |" and len(lines) == 2 + 6
-    assert all(len(re.findall(r"(?<!\\)\|", line)) == 5 for line in lines[2:])  # five unescaped: four cells
+    assert lines[0] == "| finding | verdict | the study | criterion | numbers |" and len(lines) == 2 + 6
+    assert all(len(re.findall(r"(?<!\\)\|", line)) == 6 for line in lines[2:])  # six unescaped: five cells
     assert "abs\\|d\\|" in lines[2] and "**reproduced**" in lines[2]
     assert "azr pass@1 = 0.2" in lines[2]
     seeds = findings.verdict_table(findings.all_findings(build({**PASSING, ("azr", "pass@1"): [0.19, 0.20, 0.21]})))
     assert "azr pass@1 = 0.2 ± 0.01 (3 seeds)" in seeds
+
+
+def sweep(rates):
+    """numbers["sweep"] from {rate: (rlvr, azr, sft) bf16 sparsity, one seed}."""
+    return {"steps": 10, "rates": {rate: {m: [{"bf16_exact": v, "exact": 0.0}] for m, v in zip(("rlvr", "azr", "sft"), values)}
+                                   for rate, values in rates.items()}}
+
+
+def test_finding_4_is_decided_at_every_rate_of_the_sweep():
+    numbers = {**build(PASSING), "sweep": sweep({"1e-06": (1.0, 1.0, 1.0),       # nothing moves: not testable
+                                                  "0.0001": (0.9, 0.7, 0.2),      # the study's order
+                                                  "1e-05": (0.6, 0.8, 0.3),       # RLVR denser than AZR
+                                                  "0.0002": (0.10, 0.12, 0.13)})}  # everything moves: not testable
+    records = findings.all_findings(numbers)
+    assert [r["verdict"] for r in records[:6]] == ["reproduced"] * 6
+    assert [(r["finding"].split("(")[-1], r["verdict"]) for r in records[6:]] == [
+        ("lr 1e-06, 10 steps)", "not testable at this setting"), ("lr 1e-05, 10 steps)", "not reproduced"),
+        ("lr 0.0001, 10 steps)", "reproduced"), ("lr 0.0002, 10 steps)", "not testable at this setting")]
+    assert records[8]["numbers"]["azr sparsity (float32, exact)"] == [0.0]
+
+
+def test_the_matched_budget_replaces_rlvr_and_sft():
+    numbers = build(PASSING)
+    assert findings.matched_budget(numbers) is None
+    dense = build({("rlvr", "sparsity"): [0.5], ("sft", "sparsity"): [0.95]})["methods"]
+    numbers["methods"]["rlvr-matched"], numbers["methods"]["sft-matched"] = dense["rlvr"], dense["sft"]
+    numbers["sweep"] = sweep({"0.0001": (0.9, 0.7, 0.2)})
+    matched = findings.all_findings(findings.matched_budget(numbers))
+    assert len(matched) == 6 and matched[3]["verdict"] == "not reproduced"
+    assert matched[3]["numbers"]["rlvr sparsity (bf16, exact)"] == [0.5]
+    assert findings.all_findings(numbers)[3]["verdict"] == "reproduced"  # the unmatched runs as before
+
+
+def test_long_runs_decide_entropy_collapse_when_present():
+    numbers = build(PASSING)
+    # long runs whose entropy rises: the long runs decide, and the finding fails
+    numbers["methods"]["azr-long"] = build({("azr", "proposer first"): [1.5], ("azr", "proposer last"): [2.0],
+                                            ("azr", "solver first"): [1.0], ("azr", "solver last"): [1.2]})["methods"]["azr"]
+    record = findings.all_findings(numbers)[1]
+    assert record["verdict"] == "not reproduced" and "the long runs" in record["criterion"]
+    assert record["numbers"]["azr-long proposer first window"] == [1.5]
+    assert record["numbers"]["azr solver change (short runs)"] == [-0.5]
+
+
+def test_finding_6_judges_must_agree():
+    """One fixed judge sees harder later tasks, the other easier ones: not reproduced; one judge
+    level: inconclusive."""
+    assert verdicts({**PASSING, ("azr", "judge_final"): [[0.4, 0.5, 0.5, 0.6]]})[5] == "not reproduced"
+    assert verdicts({**PASSING, ("azr", "judge_final"): [[0.5, 0.5, 0.5, 0.5]]})[5] == "inconclusive"
+    # the moving solver's figure alone cannot decide: without judges the finding is inconclusive
+    assert verdicts({k: v for k, v in PASSING.items() if not k[1].startswith("judge")})[5] == "inconclusive"

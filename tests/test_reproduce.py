@@ -14,11 +14,11 @@ from models import load_model
 from runs import read_jsonl, save_checkpoint
 
 SMALL = ["--model", "tiny", "--preset", "cpu", "--steps", "2", "--n", "2", "--tasks-per-type", "2",
-         "--max-new-tokens", "8", "--quick"]
+         "--max-new-tokens", "8", "--quick", "--seeds", "1", "--sweep-lrs"]
 REPORT_FILES = ["report.md", "numbers.json", "findings.json", "pass_at_k_toy_deduction.png",
                 "pass_at_k_toy_abduction.png", "entropy.png", "entropy_frozen.png", "sparsity.jsonl",
                 "sparsity_layers.png", "curriculum.png", "length_vs_difficulty.png"]
-CACHES = ["heldout_eval.json", "sparsity.json"]
+CACHES = ["heldout_eval.json", "sparsity.json", "probe.json"]
 
 # -----------------------------------------------------------------------------
 # bad arguments: one line, exit status 2, nothing written
@@ -36,6 +36,12 @@ BAD_ARGUMENTS = [
     (["--grpo-args=--lr -1"], "argument --lr: must be above 0"),
     (["--grpo-args=--no-such-flag"], "unrecognized arguments"),
     (["--grpo-args=--task-types induction"], "trains on triplets"),
+    (["--sweep-lrs", "0"], "argument --sweep-lrs: must be above 0"),
+    (["--sweep-steps", "0"], "argument --sweep-steps: must be at least 1"),
+    (["--long-steps", "1"], "argument --long-steps: must be at least 2"),
+    (["--long-steps", "20"], "--long-steps 20: not beyond the runs' 20 steps"),
+    (["--matched-budget", "--methods", "rlvr", "sft"], "--matched-budget: needs azr and rlvr or sft"),
+    (["--matched-budget", "--grpo-args=--prompts 3"], "not a whole number of RLVR prompts"),
 ]
 
 
@@ -91,6 +97,36 @@ def test_a_dry_run_prints_the_plan_and_writes_nothing(tmp_path, monkeypatch, cap
     assert os.listdir(tmp_path) == []
 
 
+def test_a_dry_run_shows_the_sweep_and_the_long_runs(tmp_path, monkeypatch, capsys):
+    """The sweep trains AZR, RLVR and SFT at each rate but the runs' own (1e-5 in the cpu preset),
+    which their checkpoints give; the long runs continue AZR's and the frozen proposer's."""
+    monkeypatch.chdir(tmp_path)
+    argv = SMALL[:-1] + ["--sweep-lrs", "1e-3", "1e-5", "--sweep-steps", "10", "--steps", "10", "--long-steps", "30"]
+    args = reproduce.get_args(argv + ["--out", "study"])
+    assert [(rate, m, os.path.basename(f)) for rate, m, _, f, _ in reproduce.sweep_plan(args)] == [
+        (1e-3, "azr", "azr-lr0.001-seed0"), (1e-3, "rlvr", "rlvr-lr0.001-seed0"), (1e-3, "sft", "sft-lr0.001-seed0"),
+        (1e-5, "azr", "azr-seed0"), (1e-5, "rlvr", "rlvr-seed0"), (1e-5, "sft", "sft-seed0")]
+    reproduce.main(argv + ["--out", "study", "--dry-run"])
+    out = capsys.readouterr().out
+    assert out.count("--lr 0.001 --steps 10 --out study/sweep/") == 3 and "--lr 1e-05" not in out
+    assert "study/runs/azr-long-seed0 (30 steps): python grpo.py --resume --out study/runs/azr-long-seed0 --steps 30" in out
+    assert "azr-frozen-long-seed0" in out and "azr-peaked-long" not in out
+    assert os.listdir(tmp_path) == []
+
+
+def test_budgets_and_the_matched_budget():
+    """AZR trains 3 task types x (proposer + solver) of prompts x group; RLVR and SFT 2 types of the
+    solver; matched, RLVR and SFT get AZR's solver sequences per step."""
+    args = reproduce.get_args(["--model", "tiny", "--preset", "cpu", "--grpo-args=--prompts 4", "--matched-budget"])
+    b = args.budgets
+    assert b["azr"] == {"task_types": 3, "proposer": 24, "solver": 24, "samples": 96}
+    assert b["azr-frozen"]["proposer"] == 0 and b["azr-frozen"]["solver"] == 24
+    assert b["rlvr"] == b["sft"] == {"task_types": 2, "proposer": 0, "solver": 16, "samples": 0}
+    assert args.matched_prompts == 6 and b["rlvr-matched"]["solver"] == b["sft-matched"]["solver"] == 24
+    assert args.methods[-2:] == ["rlvr-matched", "sft-matched"]
+    assert reproduce.train_argv(args, "rlvr-matched", 0)[-2:] == ["--prompts", "6"]
+
+
 # -----------------------------------------------------------------------------
 # The study with stand-in runs: a folder as grpo.py writes it, a tiny checkpoint nudged in a
 # share of its entries that depends on the method, so that every analysis has something to read
@@ -103,7 +139,7 @@ def stand_in(calls):
     def run(argv, threads=None):
         calls.append(argv)
         out, steps = argv[argv.index("--out") + 1], int(argv[argv.index("--steps") + 1])
-        method = os.path.basename(out).rsplit("-seed", 1)[0]
+        method = os.path.basename(out).rsplit("-seed", 1)[0].split("-lr")[0].removesuffix("-long").removesuffix("-matched")
         os.makedirs(out, exist_ok=True)
         if "--resume" not in argv:
             with open(os.path.join(out, "config.json"), "w") as f:
@@ -117,7 +153,8 @@ def stand_in(calls):
             for step in range(1, steps + 1) if method.startswith("azr") else ():
                 for k, rate in enumerate((1.0, 0.75, 0.5) if step == 1 else (0.5, 0.25, 0.0)):  # harder tasks later
                     f.write(json.dumps({"type": "deduction", "step": step, "valid": True, "solve_rate": rate,
-                                        "program": f"def f(a):\n    return a + {k}",
+                                        "program": f"def f(a):\n    return a {'+' if step == 1 else '*'} {k}",
+                                        "inputs": ["3"], "outputs": [str(3 + k if step == 1 else 3 * k)], "message": "",
                                         "solver_response_len": 40 - 30 * rate}) + "\n")
         model, tokenizer = load_model("tiny")
         with torch.no_grad():
@@ -127,6 +164,11 @@ def stand_in(calls):
         save_checkpoint(out, steps, model, tokenizer, optimizer, {"triplet": [], "induction": []})
         return 0
     return run
+
+
+def fake_judge(model, tokenizer, task_type, tasks, temperature, n, max_new_tokens):
+    """A judge for the stand-ins' tasks: the first step's (a + k) are easy, the later (a * k) hard."""
+    return [0.8 if "+" in g.task.program else 0.2 for g in tasks]
 
 
 def mtimes(study):
@@ -139,6 +181,7 @@ def test_the_study_writes_its_report_and_a_second_run_redoes_nothing(tmp_path, m
     study = str(tmp_path / "study")
     calls = []
     monkeypatch.setattr(reproduce, "run_training", stand_in(calls))
+    monkeypatch.setattr(reproduce, "solved", fake_judge)
     records = reproduce.main(SMALL + ["--out", study])
     assert len(calls) == 5 and all("--resume" not in argv for argv in calls)
     report = os.path.join(study, "report")
@@ -155,7 +198,11 @@ def test_the_study_writes_its_report_and_a_second_run_redoes_nothing(tmp_path, m
     assert set(numbers["methods"]) == {"base", *reproduce.RUNS}
     assert len(numbers["methods"]["base"]["pass_at_k"][0]["toy deduction"]) == 2  # k = 1..n
     text = open(os.path.join(report, "report.md")).read()
-    assert "| finding | verdict | criterion | numbers |" in text and "survive bf16 rounding" in text
+    assert "| finding | verdict | the study | criterion | numbers |" in text and "survive bf16 rounding" in text
+    assert "under fixed judges" in text and "## Budgets" in text and "Probe entropy over the checkpoints" in text
+    judged = numbers["methods"]["azr"]["curriculum"][0]
+    assert judged["judge_base"] == judged["judge_final"] == [pytest.approx(0.8), None, pytest.approx(0.2), None]  # quarters 1, 3
+    assert set(numbers["methods"]["azr"]["probe"][0]) == {"0", "2"}
     assert all(f"({name})" in text for name in REPORT_FILES if name.endswith(".png"))
     assert all(r["verdict"] in findings.VERDICTS for r in records)
     # each run's plain files beside the report: the verdicts' inputs, readable without checkpoints
@@ -163,10 +210,10 @@ def test_the_study_writes_its_report_and_a_second_run_redoes_nothing(tmp_path, m
     assert read_jsonl(os.path.join(kept, "tasks.jsonl.gz")) == read_jsonl(os.path.join(study, "runs", "azr-seed0", "tasks.jsonl"))
     assert read_jsonl(os.path.join(kept, "metrics.jsonl.gz")) == read_jsonl(os.path.join(study, "runs", "azr-seed0", "metrics.jsonl"))
     assert sorted(os.listdir(os.path.join(report, "runs"))) == sorted(f"{m}-seed0" for m in reproduce.RUNS)
-    assert {"heldout_eval.json", "sparsity.json", "config.json"} <= set(os.listdir(kept))
+    assert {"heldout_eval.json", "sparsity.json", "config.json", "probe.json", "judges.json"} <= set(os.listdir(kept))
 
     before = mtimes(study)
-    assert len(before) == 2 * 5 + 1  # both caches for every run, the held-out one for the base
+    assert len(before) == 3 * 5 + 1  # the caches of every run, the held-out one for the base
     calls.clear()
     reproduce.main(SMALL + ["--out", study])
     assert calls == [] and mtimes(study) == before  # no training, no evaluation again
@@ -178,6 +225,36 @@ def test_the_study_writes_its_report_and_a_second_run_redoes_nothing(tmp_path, m
     assert calls == [["--resume", "--out", folder, "--steps", "2"]]
     after = mtimes(study)
     assert {key for key in before if after[key] != before[key]} == {("sft-seed0", c) for c in CACHES}
+
+
+def test_the_sweep_the_long_runs_and_the_matched_budget_reach_the_report(tmp_path, monkeypatch):
+    study = str(tmp_path / "study")
+    calls = []
+    monkeypatch.setattr(reproduce, "run_training", stand_in(calls))
+    monkeypatch.setattr(reproduce, "solved", fake_judge)
+    argv = SMALL[:-1] + ["--sweep-lrs", "1e-3", "--sweep-steps", "2", "--long-steps", "3", "--matched-budget",
+                         "--methods", "azr", "azr-frozen", "rlvr", "sft", "--out", study]
+    records = reproduce.main(argv)
+    trained = sorted(os.path.basename(a[a.index("--out") + 1]) for a in calls)
+    assert trained == sorted(["azr-seed0", "azr-frozen-seed0", "rlvr-seed0", "sft-seed0", "rlvr-matched-seed0",
+                              "sft-matched-seed0", "azr-lr0.001-seed0", "rlvr-lr0.001-seed0", "sft-lr0.001-seed0",
+                              "azr-long-seed0", "azr-frozen-long-seed0"])
+    long = os.path.join(study, "runs", "azr-long-seed0")
+    assert [a for a in calls if long in a] == [["--resume", "--out", long, "--steps", "3"]]
+    with open(os.path.join(long, "config.json")) as f:
+        assert json.load(f)["out"] == long  # the copy resumes into its own folder
+    with open(os.path.join(study, "report", "numbers.json")) as f:
+        numbers = json.load(f)
+    # finding 4 at the sweep's rate (RLVR every 10th entry changed, AZR every 3rd, SFT all): reproduced
+    assert records[6]["finding"].endswith("(lr 0.001, 2 steps)") and records[6]["verdict"] == "reproduced"
+    assert set(numbers["sweep"]["rates"]["0.001"]) == {"azr", "rlvr", "sft"}
+    assert "azr-long" in numbers["methods"] and "the long runs" in records[1]["criterion"]
+    with open(os.path.join(study, "report", "findings_matched_budget.json")) as f:
+        assert len(json.load(f)) == 6
+    text = open(os.path.join(study, "report", "report.md")).read()
+    assert "### With matched budgets" in text and "Sparsity against the learning rate" in text
+    assert "entropy_long.png" in text and os.path.isfile(os.path.join(study, "report", "entropy_long.png"))
+    assert os.path.isdir(os.path.join(study, "report", "runs", "azr-lr0.001-seed0"))
 
 
 @pytest.mark.slow
