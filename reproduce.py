@@ -5,25 +5,35 @@ findings checked.
 "Towards Understanding Self-play for LLM Reasoning" (arXiv 2510.27072) compares, from one base
 model, AZR self-play (arXiv 2505.03335) with its learnability proposer reward, AZR with the study's
 reward peaked at solve rate 0.5, AZR with a frozen proposer, RLVR and SFT. `python reproduce.py`
-trains each of them for each seed (grpo.py, in a subprocess), then:
+trains each of them for each seed (grpo.py, in a subprocess; three seeds by default), then:
   pass@k      k = 1..n from n samples at temperature 1 of the toy world's held-out tasks, deduction
               and abduction (toyworld.answers), with the unbiased estimator of evaluate.py, for the
               base and every final checkpoint; other --benchmarks go through evaluate.py;
   entropy     per role and task type over training, every method overlaid, and the frozen
-              proposer beside the learned one (analyze.plot_entropy);
-  sparsity    each final checkpoint against the base (sparsity.py, analyze.sparsity_report);
-  curriculum  the proposer's tasks over training (analyze.plot_curriculum, curriculum_rows);
-  findings    the numbers saved to report/numbers.json, then the six verdicts computed from that
+              proposer beside the learned one (analyze.plot_entropy); and the solver's probe
+              entropy at every checkpoint, on one fixed set of prompts and responses (finding 3);
+  sparsity    each checkpoint against the base (sparsity.py, analyze.sparsity_report), and a
+              learning-rate sweep: AZR, RLVR and SFT trained --sweep-steps steps at each of
+              --sweep-lrs, so that finding 4 is decided at every rate (sweep_plan);
+  curriculum  the proposer's tasks over training (analyze.plot_curriculum, curriculum_rows), and a
+              sample of each quarter's tasks solved by two fixed judges, the base and the final
+              checkpoint (judge_numbers, finding 6);
+  long runs   with --long-steps, AZR and the frozen proposer continued (finding 2);
+  budgets     the sequences each method trains on per step; with --matched-budget, RLVR and SFT
+              also trained on AZR's solver sequences per step, and the findings decided again;
+  findings    the numbers saved to report/numbers.json, then the verdicts computed from that
               file (findings.py).
 Everything lands in --out: runs/<method>-seed<k>/ (a grpo.py run folder, plus the cached
-evaluations heldout_eval.json, eval_benchmarks/ and sparsity.json) and report/ (report.md, its
-figures, numbers.json, findings.json, and runs/ with each run's plain files: keep_artefacts). Stopped at any point, the same command resumes: a finished
-run is skipped, one without its final checkpoint continues (grpo.py --resume), a cached
-evaluation is read back. The study's phases are one pipeline a reader follows from training to
-verdicts, and each phase is a short function over the others'.
+evaluations heldout_eval.json, eval_benchmarks/, sparsity.json, probe.json, judges.json), sweep/
+and report/ (report.md, its figures, numbers.json, findings.json, and runs/ with each run's plain
+files: keep_artefacts). Stopped at any point, the same command resumes: a finished run is
+skipped, one without its final checkpoint continues (grpo.py --resume), a cached evaluation is
+read back. The study's phases are one pipeline a reader follows from training to verdicts, and
+each phase is a short function over the others'.
 
-    python reproduce.py                                  # the toy base: 5 runs of 30 steps, one seed
-    python reproduce.py --seeds 3 --out runs/study3      # three seeds: verdicts weigh the spread
+    python reproduce.py --jobs 2                         # the toy base: 5 methods x 3 seeds x 30 steps, the sweep
+    python reproduce.py --jobs 2 --long-steps 150 --matched-budget   # and the long runs, matched budgets
+    python reproduce.py --seeds 1 --sweep-lrs            # a first look: one seed, no sweep
     python reproduce.py --model Qwen/Qwen2.5-Coder-0.5B --preset gpu --steps 200 \\
         --benchmarks math500 aime2024 humaneval --n 32
 """

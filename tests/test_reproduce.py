@@ -182,6 +182,7 @@ def test_the_study_writes_its_report_and_a_second_run_redoes_nothing(tmp_path, m
     calls = []
     monkeypatch.setattr(reproduce, "run_training", stand_in(calls))
     monkeypatch.setattr(reproduce, "solved", fake_judge)
+    monkeypatch.setattr(reproduce, "PROBES_PER_TYPE", 2)  # a few probes: the same code, less time
     records = reproduce.main(SMALL + ["--out", study])
     assert len(calls) == 5 and all("--resume" not in argv for argv in calls)
     report = os.path.join(study, "report")
@@ -232,6 +233,7 @@ def test_the_sweep_the_long_runs_and_the_matched_budget_reach_the_report(tmp_pat
     calls = []
     monkeypatch.setattr(reproduce, "run_training", stand_in(calls))
     monkeypatch.setattr(reproduce, "solved", fake_judge)
+    monkeypatch.setattr(reproduce, "PROBES_PER_TYPE", 2)  # a few probes: the same code, less time
     argv = SMALL[:-1] + ["--sweep-lrs", "1e-3", "--sweep-steps", "2", "--long-steps", "3", "--matched-budget",
                          "--methods", "azr", "azr-frozen", "rlvr", "sft", "--out", study]
     records = reproduce.main(argv)
