@@ -14,11 +14,12 @@ function with `raise NotImplementedError(...)` naming its exercise. The function
 syntax tree and only its body goes: the signature, decorators and docstring stay (the docstring
 says what to compute), and so does every other line of every file, tests included.
 
-`grade` runs each exercise's tests against a folder, in a pytest subprocess of its own process
-group that is killed at the time limit (--timeout), and scores points x (tests passed / tests).
-It works on a scratch copy of the folder whose tests/ and pytest.ini are this repository's, so a
-student's edits to the tests do not count. With --json it writes the results in the format
-Gradescope's autograder reads (results.json). docs/assignments.md is the instructor's guide.
+`grade` runs each exercise's tests on a folder's exercise files, in a pytest subprocess of its own
+process group that is killed at the time limit (--timeout), and scores points x (tests passed /
+tests). It works on a scratch copy of this repository into which only the graded exercises' files
+come from the folder, so a student's edits to the tests or to any other file do not count. With
+--json it writes the results in the format Gradescope's autograder reads (results.json).
+docs/assignments.md is the instructor's guide.
 """
 
 import argparse
@@ -273,16 +274,14 @@ def run_tests(folder, tests, timeout):
 
 def grade(folder, exercises, timeout, root=ROOT, show=print):
     """One result per exercise, {name, passed, tests, score, max_score, output, seconds}: its tests
-    run against a scratch copy of folder with root's tests/ and pytest.ini; score = points x passed
-    / tests. show gets the table's lines as they come."""
+    run in a scratch copy of root holding folder's copies of the exercises' files; score = points x
+    passed / tests. show gets the table's lines as they come."""
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         scratch = os.path.join(tmp, "copy")
-        copy_tree(folder, scratch)
-        shutil.rmtree(os.path.join(scratch, "tests"), ignore_errors=True)
-        shutil.copytree(os.path.join(root, "tests"), os.path.join(scratch, "tests"),
-                        ignore=shutil.ignore_patterns(*SKIPPED))
-        shutil.copy(os.path.join(root, "pytest.ini"), scratch)
+        copy_tree(root, scratch)
+        for file in dict.fromkeys(e.file for e in exercises):  # the student's work; the rest is the grader's
+            shutil.copy(os.path.join(folder, file), os.path.join(scratch, file))
         width = max(len(e.name) for e in exercises)
         show(f"{'exercise':<{width}}  tests    points")
         for e in exercises:
@@ -350,7 +349,8 @@ def get_args(argv=None):
     mk = sub.add_parser("make", help="a copy of the repository with the exercises' function bodies blanked")
     mk.add_argument("out", help="the folder to write the copy to: a new or an empty one")
     gr = sub.add_parser("grade", help="run each exercise's tests against a folder and score them")
-    gr.add_argument("folder", help="a copy written by make, a student's work on it, or the repository itself")
+    gr.add_argument("folder", help="a folder holding the exercises' files: a student's copy written by make, a "
+                    "submission, or the repository itself")
     gr.add_argument("--json", default=None, help="also write the results here, in Gradescope's results.json format")
     gr.add_argument("--timeout", type=number(int, 1), default=120,
                     help="seconds an exercise's tests may run before they are cut and score 0")
@@ -372,9 +372,9 @@ def check_args(args, p):
     if args.command == "grade":
         if not os.path.isdir(args.folder):
             p.error(f"{args.folder}: not a folder")
-        missing = sorted({e.file for e in chosen(args.only)} - set(os.listdir(args.folder)))
+        missing = [f for f in dict.fromkeys(e.file for e in chosen(args.only)) if not os.path.isfile(os.path.join(args.folder, f))]
         if missing:
-            p.error(f"{args.folder}: not a copy of this repository (no {', '.join(missing)})")
+            p.error(f"{args.folder}: no {', '.join(missing)} in it, the files of the exercises to grade")
         if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
             p.error(f"--json {args.json}: its folder does not exist")
 

@@ -1,7 +1,7 @@
 """assignments.py: the exercise table names functions and tests that exist; blanking replaces a
 function's body and nothing else; make writes a copy that imports and whose other tests pass;
-grade scores from pytest's junit results, ignores a student's edits to the tests and cuts an
-exercise that loops forever at its time limit; bad command lines are refused.
+grade scores from pytest's junit results, takes nothing of a student's but the exercises' files
+and cuts an exercise that loops forever at its time limit; bad command lines are refused.
 
 Slow (`python -m pytest -m slow tests/test_assignments.py`, in CI): the repository grades full
 marks; a copy with every exercise blanked grades zero; blanking one exercise fails its tests; a
@@ -268,12 +268,15 @@ def small_repository(folder, double, half, tests=SMALL_TESTS):
     return folder
 
 
-def test_grade_scores_points_times_the_share_of_tests_passed_with_the_graders_own_tests(tmp_path):
+def test_grade_scores_points_times_the_share_of_tests_passed_on_the_exercises_files_alone(tmp_path):
     root = small_repository(str(tmp_path / "root"), "return 2 * x", "return x // 2")
-    # the student's double is right but for negatives, half does not parse, and the student rewrote
-    # the tests to pass: the grader runs its own
+    # the student's double is right but for negatives and half does not parse; the student also
+    # rewrote the tests to pass and added a conftest.py that patches double: only the exercises'
+    # files count, the grader runs its own tests
     student = small_repository(str(tmp_path / "student"), "return 2 * abs(x)", "return x //",
                                tests={"test_double.py": "def test_double():\n    pass\n", "test_half.py": ""})
+    with open(os.path.join(student, "conftest.py"), "w") as f:
+        f.write("import double\ndouble.double = lambda x: 2 * x\n")
     lines = []
     results = assignments.grade(student, SMALL, 60, root=root, show=lines.append)
     assert [(r["name"], r["passed"], r["tests"], r["score"], r["max_score"]) for r in results] == \
@@ -336,7 +339,7 @@ def bad_arguments(tmp_path):
         "make an unknown exercise": (["make", str(tmp_path / "new"), "--only", "advantages", "nope"],
                                      "argument --only: invalid choice: 'nope'"),
         "grade an unknown exercise": (["grade", ROOT, "--only", "nope"], "argument --only: invalid choice: 'nope'"),
-        "grade a folder that is no copy": (["grade", str(tmp_path / "empty")], "not a copy of this repository (no"),
+        "grade a folder that is no copy": (["grade", str(tmp_path / "empty")], "no grpo.py, logprobs.py"),
         "grade a folder that does not exist": (["grade", str(tmp_path / "missing")], "not a folder"),
         "grade without time": (["grade", ROOT, "--timeout", "0"], "argument --timeout: must be at least 1"),
         "results into a missing folder": (["grade", ROOT, "--json", str(tmp_path / "no" / "r.json")],
