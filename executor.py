@@ -630,7 +630,14 @@ def validate(jobs, pool=None):
     as the same value, and two runs in two processes with different hash seeds give the same
     value (determinism). Values, not texts, are compared: a set of strings prints in another
     order under another hash seed, yet it is the same output, and same_value is what answers are
-    judged by. The output kept is the first run's text."""
+    judged by. The output kept is the first run's text.
+
+    The runs go to the pool (`pool` or get_pool()) in one call: jobs (program, [input text], slot),
+    slot 0 and slot 1 being the two hash seeds (Pool.run), each reply read with _outputs. An
+    invalid verdict's reason: check_program's; "input " and parse_arguments' error; why a run
+    failed (the first run's reason first); "not deterministic: two runs gave different outputs"
+    when the second run fails where the first ran, or their values differ; "output does not read
+    back as a literal: ..." when this process cannot parse an output."""
     verdicts, runs, owners = [None] * len(jobs), [], []
     for j, (program, text) in enumerate(jobs):
         reason = check_program(program)

@@ -32,6 +32,10 @@ class _ChunkedLogpEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, targets, temperature, chunk_size):
+        """(logp, entropy), each (N,), of z = _chunk_logits(hidden, weight, temperature), chunk_size
+        rows of hidden at a time (no N x V tensor): logp_n = z_n[targets_n] - logsumexp(z_n) and
+        entropy_n = logsumexp(z_n) - sum_i softmax(z_n)_i z_n,i. Saves hidden, weight and targets
+        (ctx.save_for_backward) and ctx.temperature, ctx.chunk_size, which backward reads."""
         logps, entropies = [], []
         for s in range(0, hidden.shape[0], chunk_size):
             z = _chunk_logits(hidden[s:s + chunk_size], weight, temperature)
@@ -46,6 +50,13 @@ class _ChunkedLogpEntropy(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_logp, grad_entropy):
+        """The gradients of the loss for hidden and weight, given grad_logp and grad_entropy (N,),
+        each chunk's logits recomputed from what forward saved. With p = softmax(z), H the entropy:
+            d logp_n / dz_n,i = 1[i = targets_n] - p_i,   dH_n / dz_n,i = -p_i (log p_i + H_n),
+            z = hidden @ weight^T / T,  so  grad_hidden = grad_z @ weight / T,  grad_weight = grad_z^T @ hidden / T.
+        grad_hidden in hidden's dtype; grad_weight summed over all positions in float32 (or wider)
+        and returned in weight's dtype; None for an input that needs no gradient
+        (ctx.needs_input_grad). Returns (grad_hidden, grad_weight, None, None, None)."""
         hidden, weight, targets = ctx.saved_tensors
         T, c = ctx.temperature, ctx.chunk_size
         acc_dtype = torch.promote_types(hidden.dtype, torch.float32)

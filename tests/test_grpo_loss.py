@@ -59,6 +59,26 @@ def test_chunked_logp_entropy_match_naive_values_and_grads(temperature, dtype, t
         torch.testing.assert_close(a, b, rtol=tol, atol=tol, msg=name)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_chunked_values_match_naive(dtype):
+    """The values alone, no backward: every chunk size (one position, a partial last chunk, all at
+    once) and temperature gives the log-probs and entropies of the full softmax of the same logits
+    (in bf16: the bf16 logits, upcast), in float32 (float64 for float64 inputs)."""
+    hidden, weight, targets = random_problem(37, 16, 211, dtype, seed=4)
+    z = (hidden @ weight.T).double()
+    for temperature in (1.0, 0.7):
+        ref_logp = (z / temperature).log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
+        ref_entropy = torch.distributions.Categorical(logits=z / temperature).entropy()
+        for chunk_size in (1, 8, 128):
+            with torch.no_grad():
+                logp, entropy = token_logprobs_and_entropy(hidden, weight, targets, temperature, chunk_size)
+            assert logp.shape == entropy.shape == (37,)
+            assert logp.dtype == entropy.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+            tol = 1e-10 if dtype == torch.float64 else 1e-4
+            torch.testing.assert_close(logp.double(), ref_logp, rtol=tol, atol=tol)
+            torch.testing.assert_close(entropy.double(), ref_entropy, rtol=tol, atol=tol)
+
+
 def test_chunked_single_chunk_equals_many_chunks():
     hidden, weight, targets = random_problem(20, 8, 50, torch.float64)
     one = values_and_grads(lambda h, w, y, T: token_logprobs_and_entropy(h, w, y, T, chunk_size=128),
@@ -311,6 +331,47 @@ def test_aggregate_modes_by_hand():
     assert aggregate(per_token, mask, "token-mean").item() == pytest.approx((1 + 2 + 3 + 4) / 4)
     assert aggregate(per_token, mask, "seq-mean-token-mean").item() == pytest.approx((2.0 + 4.0) / 2)
     assert aggregate(per_token, mask, "seq-sum-norm", norm_length=8).item() == pytest.approx((6 / 8 + 4 / 8) / 2)
+
+
+def test_aggregate_matches_a_loop():
+    """Each mode against a loop over rows and tokens, on a batch with an empty row (it counts 0 in
+    the sequence mean) and large values outside the mask (they count nowhere)."""
+    g = torch.Generator().manual_seed(7)
+    per_token = torch.randn(5, 8, generator=g, dtype=torch.float64)
+    lengths = [8, 3, 0, 5, 1]
+    mask = torch.arange(8)[None] < torch.tensor(lengths)[:, None]
+    per_token = per_token.masked_fill(~mask, 1e6)
+    rows = [[per_token[b, t].item() for t in range(n)] for b, n in enumerate(lengths)]
+    tokens = [x for row in rows for x in row]
+    expected = {"token-mean": sum(tokens) / len(tokens),
+                "seq-mean-token-mean": sum(sum(row) / len(row) if row else 0.0 for row in rows) / len(rows),
+                "seq-sum-norm": sum(sum(row) / 10 for row in rows) / len(rows)}
+    for mode, value in expected.items():
+        assert aggregate(per_token, mask, mode, norm_length=10).item() == pytest.approx(value, rel=1e-12), mode
+    with pytest.raises(ValueError):
+        aggregate(per_token, mask, "sum")
+
+
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean", "seq-sum-norm"])
+def test_policy_loss_entropy_bonus_matches_a_loop(aggregation):
+    """AZR's entropy bonus: the loss of the loop minus entropy_coef times the entropy aggregated the
+    same way; its gradient reaches the entropy, and stats["entropy"] is the token mean."""
+    logp, old, adv, mask, _ = loss_batch(seed=4)
+    g = torch.Generator().manual_seed(8)
+    entropy = (torch.rand(logp.shape, generator=g, dtype=torch.float64) * 3).masked_fill(~mask, float("nan"))
+    entropy.requires_grad_()
+    loss, stats = policy_loss(logp, old, adv, mask, 0.2, 0.28, aggregation, 16, entropy=entropy, entropy_coef=0.3)
+    plain = loop_loss(logp.tolist(), old.tolist(), adv.tolist(), mask.tolist(), 0.2, 0.28, aggregation, 16, 0.0, None)
+    rows = [[entropy[b, t].item() for t in range(mask.shape[1]) if mask[b, t]] for b in range(len(mask))]
+    tokens = [h for row in rows for h in row]
+    bonus = {"token-mean": sum(tokens) / len(tokens), "seq-mean-token-mean": sum(sum(r) / len(r) for r in rows) / len(rows),
+             "seq-sum-norm": sum(sum(r) / 16 for r in rows) / len(rows)}[aggregation]
+    assert loss.item() == pytest.approx(plain - 0.3 * bonus, rel=1e-10)
+    assert stats["entropy"] == pytest.approx(sum(tokens) / len(tokens), rel=1e-12)
+    loss.backward()
+    assert (entropy.grad[mask] < 0).all() and (entropy.grad[~mask] == 0).all()
+    if aggregation == "token-mean":
+        torch.testing.assert_close(entropy.grad[mask], torch.full((len(tokens),), -0.3 / len(tokens), dtype=torch.float64))
 
 
 def test_policy_loss_clipping_removes_gradient_outside_band():

@@ -26,7 +26,7 @@ LAYERS = [
     ["toyworld"],
     ["sparsity", "curriculum"],             # analysis
     ["analyze"],
-    ["bench", "reproduce"],                 # benchmarks and demos; the whole study in one command
+    ["bench", "reproduce", "assignments"],  # benchmarks and demos; the whole study in one command; courses
 ]
 
 
