@@ -30,6 +30,7 @@ The process group: NCCL between GPUs (rank r on GPU LOCAL_RANK), gloo on CPUs.
 """
 
 import os
+import time
 import traceback
 from contextlib import contextmanager
 from datetime import timedelta
@@ -106,10 +107,12 @@ def rank_seed(seed):
     return seed * world_size() + rank() if launched() else seed
 
 
-def shared(n, work):
+def shared(n, work, times=None):
     """work(lo, hi) on this rank's share [lo, hi) of n items, and the ranks' results joined in rank
     order, so that every rank gets what work(0, n) gives alone. work returns a list, or a tuple of
-    lists, each joined. Alone: work(0, n).
+    lists, each joined. Alone: work(0, n). With `times` (a step's seconds by kind), the seconds this
+    rank then waits for the others count as "generate": it waits for their sampling, mostly, and
+    the step's seconds add up to its wall-clock time.
 
     Each rank's outcome is gathered, error or not: when a rank's work raises, every rank raises a
     RuntimeError with its traceback, so none waits for it in a later collective."""
@@ -121,7 +124,10 @@ def shared(n, work):
     except Exception:
         outcome = ("error", traceback.format_exc())
     outcomes = [None] * world_size()
+    start = time.perf_counter()
     dist.all_gather_object(outcomes, outcome)
+    if times is not None:
+        times["generate"] = times.get("generate", 0.0) + time.perf_counter() - start
     for r, (status, value) in enumerate(outcomes):
         if status == "error":
             raise RuntimeError(f"rank {r} failed; its error:\n{value}")

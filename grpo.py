@@ -25,6 +25,7 @@ rollouts are each method's file (selfplay.py, rlvr.py, sft.py); the run folder i
     python grpo.py                # the toy base shipped in bases/, its toy preset
     python grpo.py --model <hub id or folder>
     python grpo.py --method rlvr --data toy   # the solver alone on fixed tasks; sft: on their gold answers
+    torchrun --nproc-per-node 8 grpo.py --model <...> --preset gpu  # one rank per GPU (distributed.py)
 """
 
 import argparse

@@ -107,7 +107,7 @@ def solver_rollout(model, tokenizer, task_type, tasks, args, seed, first_prompt,
         for row, reward in zip(rows, rewards):
             row.reward = reward
         return rows
-    return distributed.shared(len(tasks), answer)
+    return distributed.shared(len(tasks), answer, times)
 
 
 def micro_batches(rows, size, device):

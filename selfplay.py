@@ -74,7 +74,7 @@ def solve_rates(model, tokenizer, task_type, tasks, args, seed, times):
         lengths = [sum(len(r.response_ids) for r, o in zip(tries, owner) if o == i) / args.solve_samples
                    for i in range(hi - lo)]
         return rates, lengths
-    return distributed.shared(len(tasks), solve)
+    return distributed.shared(len(tasks), solve, times)
 
 
 def seed_buffers(model, tokenizer, buffers, args, max_rounds=50):
