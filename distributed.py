@@ -1,7 +1,8 @@
 """
 More than one GPU: the same training under PyTorch's own launcher, torchrun, one process ("rank")
-per GPU. Nothing here runs unless torchrun started the process as one of several ranks: alone,
-every function below returns at once, or returns its input, and says so.
+per GPU, for the study at the sizes AZR released (its 7B and 14B coders), which one GPU cannot
+train (README, "More than one GPU"). Nothing here runs unless torchrun started the process as one
+of several ranks: alone, every function below returns at once, or returns its input, and says so.
 
     torchrun --nproc-per-node 8 grpo.py --model Qwen/Qwen2.5-Coder-7B      # one node, 8 GPUs
     torchrun --nnodes 2 --node-rank 0 --nproc-per-node 8 --rdzv-backend c10d \\
@@ -18,7 +19,7 @@ A step under N ranks computes what one process computes on the same batch:
   - the update: the model is sharded with FSDP2 (`shard`: each decoder layer one group, the
     embeddings, final norm and lm_head the root's), so a rank keeps 1/N of the weights,
     gradients and AdamW state; DDP (a whole replica per rank) where FSDP2 is missing (torch
-    older than 2.6). Each rank runs its share of the forward/backward passes (`rank_batches`),
+    older than 2.7). Each rank runs its share of the forward/backward passes (`rank_batches`),
     each loss already its share of the WHOLE batch's token (or sequence) mean; FSDP / DDP sum
     the ranks' gradients (`loss_scale`); then one optimizer step, as alone.
   - checkpoints: the weights and optimizer state are gathered to rank 0 (`full_state`), which
@@ -41,9 +42,11 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_optimizer_state_dict)
 from torch.nn.parallel import DistributedDataParallel
 
-try:  # FSDP2, torch >= 2.6
+try:  # FSDP2 as used here, with the setter full_weights needs: torch >= 2.7; DDP before it
     from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 except ImportError:
+    fully_shard = None
+if fully_shard is not None and not hasattr(FSDPModule, "set_reshard_after_forward"):
     fully_shard = None
 
 # A rank waits in a collective for the slowest rank's rollout phase: longer than any one phase,

@@ -15,7 +15,8 @@ part of it in one place.
     python bench.py executor      # validations per second: worker pool vs. one `python -c` per run
 
 How a program is run. A pool of pre-started worker processes ("zygotes", one per core, at least
-two; under torchrun each rank has its own pool, of one worker per core of its share) waits for jobs. For each job the worker forks a child, which
+two; under torchrun each rank has its own pool, one worker per core of its share) waits for
+jobs. For each job the worker forks a child, which
   - starts its own process group (so a timeout kills everything it is part of),
   - lowers its limits: CPU seconds, address space, file size, open files, no core dumps, and
     RLIMIT_NPROC = 0 so it cannot start a process,

@@ -81,7 +81,8 @@ def rollout(model, tokenizer, user_texts, n, args, seed, role, task_type, first_
     prompts = [render_prompt(tokenizer, text, template) for text in user_texts]
     with autocast(args, model.device):
         out = sample(model, tokenizer, prompts, n, args.max_new_tokens, temperature=args.temperature, top_p=1.0,
-                     seed=distributed.rank_seed(seed), batch_size=args.gen_batch, engine=getattr(args, "sampler", "loop"),
+                     seed=distributed.rank_seed(seed), batch_size=args.gen_batch,
+                     engine=getattr(args, "sampler", "loop"),
                      ignore_stops=getattr(args, "ignore_stops", False))
     rows = []
     for b in range(len(out["texts"])):

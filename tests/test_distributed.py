@@ -27,6 +27,7 @@ import executor
 import grpo
 import rollout
 import selfplay
+from conftest import assert_usage_and_one_error
 from models import load_model
 from proposer import Task, new_buffers
 from sft import sft_update
@@ -147,6 +148,9 @@ def one_step(case):
     distributed.shard(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     buffers = new_buffers()
+    for name, buffer in buffers.items():  # distinct tasks, so that no two prompts of the step are alike
+        buffer += [Task(name, f"def f(a):\n    return a * {k}", ["1", "2"] if name == "induction" else ["1"],
+                        [str(k), str(2 * k)] if name == "induction" else [str(k)], message="m") for k in range(2, 8)]
     with fixed_rollouts() as seen:
         if case == "sft":  # the step's rows, through the cross-entropy update
             with distributed.full_weights(model):
@@ -160,9 +164,10 @@ def one_step(case):
     if case != "sft" and args.mini_batches == 1:
         # the step's loss: each counted pass's loss weighted by its tokens (token-mean) or sequences
         # (sequence means), over every rank's passes
-        weighted = [(value * (n if args.loss_agg == "token-mean" else rows), n if args.loss_agg == "token-mean" else rows)
-                    for (value, n, rows), counted in zip(seen["passes"], seen["counted"]) if counted]
-        total = distributed.summed(torch.tensor([sum(w for w, _ in weighted), sum(n for _, n in weighted)],
+        sizes = [tokens if args.loss_agg == "token-mean" else sequences for _, tokens, sequences in seen["passes"]]
+        weighted = [(value * size, size) for (value, _, _), size, counted in zip(seen["passes"], sizes, seen["counted"])
+                    if counted]
+        total = distributed.summed(torch.tensor([sum(v for v, _ in weighted), sum(size for _, size in weighted)],
                                                 dtype=torch.float64))
         loss = (total[0] / total[1]).item()
     return {"metrics": metrics, "records": records, "advantages": [a.tolist() for a in seen["advantages"]],
@@ -253,6 +258,16 @@ def test_the_ranks_share_every_pass_and_run_as_many(monkeypatch):
     assert sorted(b[0] for s in shares for b, counted in s if counted) == list(range(5))
     assert shares[1][-1] == (batches[0], False)
     assert [distributed.loss_scale(c) for c in (True, False)] == [2, 0]
+
+
+def test_the_duplicate_penalty_is_refused_under_torchrun(monkeypatch, capsys):
+    """It checks a proposal against the earlier ones of the whole batch, which are other ranks'."""
+    assert grpo.get_args(FAST + ["--duplicate-penalty"]).duplicate_penalty  # alone, accepted
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit) as stop:
+        grpo.get_args(FAST + ["--duplicate-penalty"])
+    assert stop.value.code == 2
+    assert_usage_and_one_error(capsys.readouterr().err, "grpo.py", "--duplicate-penalty")
 
 
 def test_each_rank_samples_from_a_seed_of_its_own(monkeypatch):
