@@ -9,6 +9,8 @@ same run; run one at a time, on a quiet machine.
     python bench.py step [grpo.py flags]         # seconds per self-play step: loop + one pass vs HF generate + two passes
     python bench.py sampler [--model smollm2-135m]  # the decoding loop of sampling.py vs HF generate
     python bench.py gpu [--sizes 0.5b,1.5b,3b]   # one gpu-preset step + update, random-weight Qwen2.5 shapes
+    python bench.py ranks [--steps 4] [grpo.py flags]  # seconds per step: 2 torchrun ranks x 1 thread vs 1 process x 2
+    python bench.py memory                       # per-rank memory of full fine-tuning under FSDP, Qwen2.5 3B/7B/14B
 """
 
 import argparse
@@ -19,6 +21,7 @@ import os
 import random
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -216,6 +219,58 @@ def bench_step(argv, steps=1):
     print(f"whole step: default {sum(seconds['reference'].values()) / sum(seconds['default'].values()):.2f}x faster")
 
 
+def bench_ranks(steps, argv):
+    """Seconds per step of grpo.py (the toy preset by default) under `torchrun --nproc-per-node 2`
+    (distributed.py: gloo, one thread per rank, each rank half the prompts) against one process with
+    two threads, and with one (what a thread does when the machine's cores are shared), read from
+    metrics.jsonl: rank 0's seconds, in which its waits for the other rank count
+    (distributed.shared), so they add up to the step's wall-clock time. The same seed; the samples
+    differ (a rank decodes its own batch). Seeding the buffers is before step 1, not counted."""
+    seconds = {}
+    for name, threads, launcher in (("1 process x 2 threads", "2", []), ("1 process x 1 thread", "1", []),
+                                    ("2 ranks x 1 thread", "1", ["-m", "torch.distributed.run", "--nproc-per-node",
+                                                                 "2", "--master-port", str(free_port())])):
+        out = tempfile.mkdtemp(prefix="azr-bench-")
+        run = os.path.join(out, "run")
+        subprocess.run([sys.executable, *launcher, "grpo.py", *argv, "--steps", str(steps), "--save-every",
+                        str(10 ** 9), "--out", run], cwd=os.path.dirname(os.path.abspath(__file__)), check=True,
+                       env=dict(os.environ, OMP_NUM_THREADS=threads), stdout=subprocess.DEVNULL)
+        with open(os.path.join(run, "metrics.jsonl")) as f:
+            ms = [json.loads(line) for line in f]
+        shutil.rmtree(out)
+        seconds[name] = {k: sum(m[f"seconds/{k}"] for m in ms) / len(ms) for k in ("generate", "execute", "update")}
+        steps_s = [round(sum(m[f"seconds/{k}"] for k in seconds[name]), 1) for m in ms]
+        print(f"{name}: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds[name].items())
+              + f", step {sum(seconds[name].values()):.1f} s (each step: {steps_s})")
+    one, _, two = (sum(v.values()) for v in seconds.values())
+    print(f"2 ranks: {one / two:.2f}x the steps per second of 1 process x 2 threads; {os.cpu_count()} cores, load "
+          f"average {os.getloadavg()[0]:.1f} at the end (other jobs slow every run)")
+
+
+def bench_memory(sizes=("3b", "7b", "14b"), ranks=(1, 2, 4, 8, 16)):
+    """Per-rank memory of full fine-tuning with AdamW under FSDP (distributed.shard), computed from
+    the parameter count P of each Qwen2.5 shape (built on the meta device), not measured:
+        sharded, per rank:  (4 + 4 + 8) B x P / N    float32 weights, their gradients, AdamW's two
+                                                     moments (the gpu preset's float32 master weights)
+        whole, per rank:    2 B x P                  the bf16 weights gathered for the rollouts
+                                                     (distributed.full_weights under --amp; 4 B without)
+    Activations, the KV cache of sampling and the reference model (--kl-coef) come on top; they are
+    not sharded and depend on the batch and lengths. Returns {size: {N: GB}} and prints the table."""
+    table = {}
+    print(f"{'model':>6} {'P':>7} " + " ".join(f"{f'N={n}':>15}" for n in ranks) + "   (GB per rank: sharded + whole)")
+    for size in sizes:
+        P = sum(p.numel() for p in random_qwen(size, models.byte_tokenizer(), torch.device("meta")).parameters())
+        table[size] = {n: (16 * P / n + 2 * P) / 1e9 for n in ranks}
+        print(f"{size:>6} {P / 1e9:6.2f}B " + " ".join(f"{16 * P / n / 1e9:6.1f} + {2 * P / 1e9:4.1f}" for n in ranks))
+    return table
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 # -----------------------------------------------------------------------------
 # The sampler: sampling.py's decoding loop against HF generate, on rollout shapes
 
@@ -314,6 +369,12 @@ QWEN_SHAPES = {
                  num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
     "3b": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
                num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    # Qwen2.5-7B and -14B (7.62B and 14.77B parameters, lm_head apart), the sizes of AZR's released coder runs:
+    # more than one 80 GB GPU holds for full fine-tuning (bench_memory, distributed.py)
+    "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+               num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+    "14b": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=48, num_attention_heads=40,
+                num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
 }
 
 
@@ -470,6 +531,10 @@ if __name__ == "__main__":
     sub.add_parser("sandbox", help="validate a few programs and check a few answers")
     sub.add_parser("logprobs", help="peak memory of the chunked log-prob/entropy pass vs the naive one")
     sub.add_parser("step", help="seconds per self-play step; takes grpo.py's flags", add_help=False)
+    ra_p = sub.add_parser("ranks", help="seconds per step, 2 torchrun ranks x 1 thread vs 1 process x 2 threads; "
+                          "takes grpo.py's flags")
+    ra_p.add_argument("--steps", type=number(int, 1), default=4, help="steps of each run (default 4)")
+    sub.add_parser("memory", help="per-rank memory of full fine-tuning under FSDP, Qwen2.5 3B, 7B and 14B (computed)")
     sa_p = sub.add_parser("sampler", help="seconds and tokens/s of sampling.py's loop vs HF generate")
     sa_p.add_argument("--model", choices=["smollm2-135m"], help="also SmolLM2-135M, 8 samples of a 600-token prompt")
     sa_p.add_argument("--max-new-tokens", type=int, help="for the smollm2 and CUDA cases (default 128 and 1024)")
@@ -482,7 +547,7 @@ if __name__ == "__main__":
     gpu_p.add_argument("--prompts", type=number(int, 1), default=grpo.PRESETS["gpu"]["prompts"],
                        help="prompts per (role, task type) (default: the gpu preset's 64)")
     args, rest = p.parse_known_args()
-    if args.command != "step" and rest:
+    if args.command not in ("step", "ranks") and rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "executor":
         bench_executor(args.programs)
@@ -498,5 +563,9 @@ if __name__ == "__main__":
         if unknown or not sizes:
             p.error(f"--sizes: unknown {unknown or 'empty list'}; choose from {', '.join(QWEN_SHAPES)}")
         bench_gpu(sizes, args.prompts, args.max_new_tokens)
+    elif args.command == "ranks":
+        bench_ranks(args.steps, rest)
+    elif args.command == "memory":
+        bench_memory()
     else:
         bench_step(rest)

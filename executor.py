@@ -15,7 +15,8 @@ part of it in one place.
     python bench.py executor      # validations per second: worker pool vs. one `python -c` per run
 
 How a program is run. A pool of pre-started worker processes ("zygotes", one per core, at least
-two) waits for jobs. For each job the worker forks a child, which
+two; under torchrun each rank has its own pool, one worker per core of its share) waits for
+jobs. For each job the worker forks a child, which
   - starts its own process group (so a timeout kills everything it is part of),
   - lowers its limits: CPU seconds, address space, file size, open files, no core dumps, and
     RLIMIT_NPROC = 0 so it cannot start a process,
@@ -90,7 +91,7 @@ MAX_NESTING = 50              # deeper bracket nesting is rejected before parsin
 MAX_OUTPUT_CHARS = 400        # repr of an output longer than this: invalid (AZR truncates at 400)
 MAX_PRINT_CHARS = 10_000      # what a program prints is kept up to this
 MAX_RESULT_BYTES = 1 << 20    # a child that sends back more than this is invalid
-BASE_UID = 62_000             # worker i's children run as uid BASE_UID + i when started as root
+BASE_UID = 62_000             # worker i's children run as uid BASE_UID + i when started as root (+ a rank's offset)
 HASH_SEEDS = (1, 2)           # slot 0 and slot 1 workers: the determinism check runs on both
 
 # AZR's banned list (its released code, branch paper), reported by name.
@@ -485,7 +486,11 @@ class Pool:
     (timeout, signal, no result)."""
 
     def __init__(self, workers=None):
-        self.size = max(2, workers or os.cpu_count() or 2)
+        # under torchrun the ranks on one machine share its cores, and each rank's children get uids
+        # of their own (LOCAL_RANK, LOCAL_WORLD_SIZE: torchrun's environment)
+        ranks_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        self.size = max(2, workers or (os.cpu_count() or 2) // ranks_here)
+        self.first_uid = BASE_UID + int(os.environ.get("LOCAL_RANK", "0")) * self.size
         self.procs = [None] * self.size
         for i in range(self.size):
             self._start(i)
@@ -493,7 +498,7 @@ class Pool:
     def _start(self, i):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                "PYTHONHASHSEED": str(HASH_SEEDS[i % 2])}
-        uid = BASE_UID + i if os.geteuid() == 0 else None
+        uid = self.first_uid + i if os.geteuid() == 0 else None
         namespaced = namespaces_work()
         cmd = [sys.executable, "-s", "-B", os.path.abspath(__file__), "--worker", str(uid), str(int(namespaced))]
         if namespaced:

@@ -25,6 +25,7 @@ rollouts are each method's file (selfplay.py, rlvr.py, sft.py); the run folder i
     python grpo.py                # the toy base shipped in bases/, its toy preset
     python grpo.py --model <hub id or folder>
     python grpo.py --method rlvr --data toy   # the solver alone on fixed tasks; sft: on their gold answers
+    torchrun --nproc-per-node 8 grpo.py --model <...> --preset gpu  # one rank per GPU (distributed.py)
 """
 
 import argparse
@@ -35,6 +36,7 @@ import time
 import torch
 from tqdm import tqdm
 
+import distributed
 from executor import close_pool
 from logprobs import grouped_sequence_logprobs_and_entropy, sequence_logprobs_and_entropy
 from chat import TEMPLATES
@@ -58,13 +60,15 @@ def training_step(step, model, tokenizer, optimizer, buffers, tasks, args, ref_m
     one set its solve rate and so the proposer's reward, the solver answers tasks from the buffers
     and is rewarded for correctness (selfplay.self_play); then advantages over the batch, the clipped
     loss with the entropy bonus, and one optimizer step (update). RLVR is the solver's half of that
-    on fixed tasks (rlvr.rlvr_rollouts); SFT is cross-entropy on their gold answers (sft.py)."""
-    if args.method == "azr":  # proposals and their solve rates, proposer rewards, the solver's answers and rewards
-        rows, records, times = self_play(step, model, tokenizer, buffers, args)
-    elif args.method == "rlvr":  # the solver's answers to fixed tasks and their rewards
-        rows, records, times = rlvr_rollouts(step, model, tokenizer, tasks, args)
-    else:  # the gold answers of fixed tasks
-        rows, records, times = sft_rows(step, tokenizer, tasks, args), [], {}
+    on fixed tasks (rlvr.rlvr_rollouts); SFT is cross-entropy on their gold answers (sft.py).
+    Under torchrun every rank runs it: each samples its share, and all get the whole batch."""
+    with distributed.full_weights(model):  # under FSDP the rollouts sample from whole weights (alone: nothing)
+        if args.method == "azr":  # proposals and their solve rates, proposer rewards, the solver's answers and rewards
+            rows, records, times = self_play(step, model, tokenizer, buffers, args)
+        elif args.method == "rlvr":  # the solver's answers to fixed tasks and their rewards
+            rows, records, times = rlvr_rollouts(step, model, tokenizer, tasks, args)
+        else:  # the gold answers of fixed tasks
+            rows, records, times = sft_rows(step, tokenizer, tasks, args), [], {}
     with timed(times, "update"):
         if args.method == "sft":  # cross-entropy, one optimizer step
             entropy, stats = sft_update(model, optimizer, rows, args)
@@ -240,28 +244,34 @@ def update(model, optimizer, rows, args, ref_model=None):
     in_grad_pass = set(trainable) if on_policy else set()
     old, ref = {}, {}
     entropy_sum, entropy_count = torch.zeros(len(rows)), torch.tensor([float(len(r.response_ids)) for r in rows])
+    # Under torchrun each rank runs its share of every loop's batches (distributed.rank_batches;
+    # alone, all of them), each pass through distributed.forward (alone, score(model, ...)); a
+    # pass marked not counted only keeps the ranks in step
     with torch.no_grad():
-        for keys in batches_of(rows, [k for k in range(len(rows)) if k not in in_grad_pass], args):
+        for keys, counted in distributed.rank_batches(batches_of(rows, [k for k in range(len(rows))
+                                                                       if k not in in_grad_pass], args)):
             with autocast(args, device):
-                logp, H, response = score(model, rows, keys, args)
+                logp, H, response = distributed.forward(model, score, rows, keys, args)
             mask = response.bool()
-            for b, k in enumerate(keys):
+            for b, k in enumerate(keys if counted else ()):
                 old[k], entropy_sum[k] = logp[b][mask[b]], H[b][mask[b]].float().sum().cpu()
         if ref_model is not None:
-            for keys in batches_of(rows, trainable, args):
-                with autocast(args, device):
-                    ref_logp, _, response = score(ref_model, rows, keys, args)
-                for b, k in enumerate(keys):
-                    ref[k] = ref_logp[b][response[b].bool()]
+            for keys, counted in distributed.rank_batches(batches_of(rows, trainable, args)):
+                if counted:
+                    with autocast(args, device):
+                        ref_logp, _, response = score(ref_model, rows, keys, args)
+                    for b, k in enumerate(keys):
+                        ref[k] = ref_logp[b][response[b].bool()]
+        old, ref = distributed.merged(old, device), distributed.merged(ref, device)  # every rank's, on every rank
     stats = {"zero_var_frac": zero_var.float().mean().item(), "grad_norm": 0.0, "clip_frac": 0.0}
     model.train()
     for part in parts:
         tokens = sum(len(rows[k].response_ids) for k in part)
         optimizer.zero_grad(set_to_none=True)
-        for keys in batches_of(rows, part, args):
+        for keys, counted in distributed.rank_batches(batches_of(rows, part, args)):
             with autocast(args, device):
-                logp, H, response = score(model, rows, keys, args)
-                if on_policy:
+                logp, H, response = distributed.forward(model, score, rows, keys, args)
+                if on_policy and counted:
                     for b, k in enumerate(keys):
                         entropy_sum[k] = H[b][response[b].bool()].detach().float().sum().cpu()
                 old_logp = logp.detach() if on_policy else placed([old[k] for k in keys], response)
@@ -274,9 +284,13 @@ def update(model, optimizer, rows, args, ref_model=None):
                 # each batch's share of the whole mini-batch's aggregate: tokens for token-mean,
                 # sequences for the two per-sequence modes
                 share = response.sum().item() / tokens if args.loss_agg == "token-mean" else len(keys) / len(part)
-            (loss * share).backward()
-            stats["clip_frac"] += loss_stats["clip_frac"] * share / len(parts)
+            (loss * share * distributed.loss_scale(counted)).backward()  # alone: x 1
+            if counted:
+                stats["clip_frac"] += loss_stats["clip_frac"] * share / len(parts)
         stats["grad_norm"] = optimizer_step(model, optimizer)
+    # under torchrun each row's entropy and each pass's clip fraction are one rank's: add them up
+    entropy_sum = distributed.summed(entropy_sum)
+    stats["clip_frac"] = distributed.summed(torch.tensor(stats["clip_frac"], dtype=torch.float64)).item()
     return (entropy_sum, entropy_count), stats
 
 
@@ -442,6 +456,9 @@ def check_args(p, args):
     bad = [t for t in args.task_types if t not in TASK_TYPES]
     if bad or not args.task_types:
         p.error(f"--task-types: unknown {bad or 'empty list'}; choose from {', '.join(TASK_TYPES)}")
+    if args.duplicate_penalty and distributed.launched():
+        p.error("--duplicate-penalty checks a proposal against the earlier ones of the whole batch, other ranks' "
+                "under torchrun: run it in one process")
     if args.group == 1 and args.advantage in ("grpo", "drgrpo"):
         p.error(f"--advantage {args.advantage} needs --group of at least 2 (a group of one has no baseline); use trr++")
     if args.resume:
@@ -473,7 +490,9 @@ def load_buffers(checkpoint, buffers):
 
 def train(args):
     """The run: load (or resume), seed the buffers, then training_step once per step, each step's
-    metrics and proposals appended to the run folder, a checkpoint every --save-every steps."""
+    metrics and proposals appended to the run folder, a checkpoint every --save-every steps.
+    Under torchrun (distributed.py) every rank runs it on its shard of the model; rank 0 writes."""
+    distributed.start()  # under torchrun: join the other ranks (alone: nothing)
     if args.resume:
         steps = args.steps
         with open(os.path.join(args.out, "config.json")) as f:  # a flag newer than the run takes its default
@@ -482,7 +501,8 @@ def train(args):
         args.steps = steps or args.steps  # a resumed run may be given more steps; nothing else changes
     else:
         args.steps = args.steps or PRESET_STEPS.get(args.preset, 20)
-        args.out = args.out or os.path.join("runs", f"{os.path.basename(args.model.rstrip('/'))}-{time.strftime('%Y%m%d-%H%M%S')}")
+        args.out = distributed.from_rank0(  # rank 0's clock names the run for every rank
+            args.out or os.path.join("runs", f"{os.path.basename(args.model.rstrip('/'))}-{time.strftime('%Y%m%d-%H%M%S')}"))
     checkpoint = last_checkpoint(args.out) if args.resume else None
     try:  # before anything is written; a hub id that cannot be reached ends here, as a bad flag would
         model, tokenizer = load_model(checkpoint or args.model, dtype=args.dtype)
@@ -493,7 +513,8 @@ def train(args):
     ref_model = None
     if args.kl_coef > 0:
         ref_model = load_model(args.model, dtype=args.dtype)[0].eval().requires_grad_(False)
-    if not args.resume:
+    distributed.shard(model, bf16=args.amp)  # under torchrun: FSDP2 shards, before the optimizer holds them
+    if not args.resume and distributed.is_main():
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "config.json"), "w") as f:
             json.dump(vars(args), f, indent=2)
@@ -502,32 +523,39 @@ def train(args):
     start = 0
     if checkpoint:
         state = torch.load(os.path.join(checkpoint, "trainer_state.pt"), weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
+        distributed.load_optimizer(model, optimizer, state["optimizer"])  # alone: optimizer.load_state_dict
         start = state["step"]
         buffers = load_buffers(checkpoint, buffers)
     elif args.seed_tasks and args.method == "azr":
-        with open(os.path.join(args.out, "seed_tasks.jsonl"), "w") as f:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in seed_buffers(model, tokenizer, buffers, args))
-        for name, buffer in buffers.items():
-            save_buffer(os.path.join(args.out, f"seed_buffer_{name}.jsonl"), buffer)
-    for name in ("metrics.jsonl", "tasks.jsonl"):
+        with distributed.full_weights(model):
+            records = seed_buffers(model, tokenizer, buffers, args)
+        if distributed.is_main():
+            with open(os.path.join(args.out, "seed_tasks.jsonl"), "w") as f:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            for name, buffer in buffers.items():
+                save_buffer(os.path.join(args.out, f"seed_buffer_{name}.jsonl"), buffer)
+    main = distributed.is_main()  # rank 0 writes the run folder and shows progress (alone: True)
+    for name in ("metrics.jsonl", "tasks.jsonl") if main else ():
         keep_lines_until(os.path.join(args.out, name), start)
     tasks = load_data(args.data) if args.method != "azr" else None
-    log, close_tracker = open_tracker(args.report_to, args.out, vars(args))
-    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc=f"{args.method} {args.out}")
+    log, close_tracker = open_tracker(args.report_to if main else "none", args.out, vars(args))
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc=f"{args.method} {args.out}",
+               disable=not main)
     for step in bar:
         metrics, records = training_step(step + 1, model, tokenizer, optimizer, buffers, tasks, args, ref_model)
-        with open(os.path.join(args.out, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(metrics) + "\n")
-        log(metrics)
-        with open(os.path.join(args.out, "tasks.jsonl"), "a") as f:
-            f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-        if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
+        if main:
+            with open(os.path.join(args.out, "metrics.jsonl"), "a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            log(metrics)
+            with open(os.path.join(args.out, "tasks.jsonl"), "a") as f:
+                f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        if (step + 1) % args.save_every == 0 or step + 1 == args.steps:  # under torchrun every rank gathers
             save_checkpoint(args.out, step + 1, model, tokenizer, optimizer, buffers)
         bar.set_postfix(reward=f"{metrics.get('reward/mean', float('nan')):.2f}", entropy=f"{metrics['entropy/mean']:.2f}",
                         valid=f"{sum(t['valid'] for t in records)}/{len(records)}")
     close_tracker()
     close_pool()
+    distributed.stop()
     return args.out
 
 

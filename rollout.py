@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+import distributed
 from chat import completion, render_prompt, resolve_template
 from sampling import sample
 from solver import solver_prompt, solver_rewards
@@ -74,12 +75,14 @@ def autocast(args, device):
 
 def rollout(model, tokenizer, user_texts, n, args, seed, role, task_type, first_prompt):
     """n samples of each user text, as Rows (reward still 0) and their response texts as the model
-    said them (chat.completion: with the r1 scaffold, after the prefilled <think>)."""
+    said them (chat.completion: with the r1 scaffold, after the prefilled <think>). Under torchrun
+    each rank samples from a seed of its own (distributed.rank_seed; alone, `seed`)."""
     template = resolve_template(tokenizer, args.template)
     prompts = [render_prompt(tokenizer, text, template) for text in user_texts]
     with autocast(args, model.device):
         out = sample(model, tokenizer, prompts, n, args.max_new_tokens, temperature=args.temperature, top_p=1.0,
-                     seed=seed, batch_size=args.gen_batch, engine=getattr(args, "sampler", "loop"),
+                     seed=distributed.rank_seed(seed), batch_size=args.gen_batch,
+                     engine=getattr(args, "sampler", "loop"),
                      ignore_stops=getattr(args, "ignore_stops", False))
     rows = []
     for b in range(len(out["texts"])):
@@ -93,15 +96,19 @@ def rollout(model, tokenizer, user_texts, n, args, seed, role, task_type, first_
 def solver_rollout(model, tokenizer, task_type, tasks, args, seed, first_prompt, times):
     """The solver's args.group answers to each task, played as task_type, as Rows with their training
     rewards (solver.solver_rewards: the format penalties, then 1 or -0.5): the solver's half of a
-    step, the same in AZR self-play and RLVR. Adds its seconds to times["generate"] and ["execute"]."""
-    with timed(times, "generate"):
-        rows, responses, index = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in tasks], args.group,
-                                         args, seed=seed, role="solver", task_type=task_type, first_prompt=first_prompt)
-    with timed(times, "execute"):
-        rewards = solver_rewards(task_type, [tasks[i] for i in index], responses, train=True, rule=args.format)
-    for row, reward in zip(rows, rewards):
-        row.reward = reward
-    return rows
+    step, the same in AZR self-play and RLVR. Adds its seconds to times["generate"] and ["execute"].
+    Under torchrun each rank answers and rewards its share of the tasks, and all get every Row."""
+    def answer(lo, hi):  # tasks[lo:hi]
+        with timed(times, "generate"):
+            rows, responses, index = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in tasks[lo:hi]],
+                                             args.group, args, seed=seed, role="solver", task_type=task_type,
+                                             first_prompt=first_prompt + lo)
+        with timed(times, "execute"):
+            rewards = solver_rewards(task_type, [tasks[lo + i] for i in index], responses, train=True, rule=args.format)
+        for row, reward in zip(rows, rewards):
+            row.reward = reward
+        return rows
+    return distributed.shared(len(tasks), answer, times)
 
 
 def micro_batches(rows, size, device):

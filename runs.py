@@ -27,6 +27,7 @@ import shutil
 
 import torch
 
+import distributed
 from proposer import save_buffer
 
 
@@ -113,13 +114,18 @@ def checkpoints(run):
 
 
 def save_checkpoint(out, step, model, tokenizer, optimizer, buffers):
-    """checkpoints/step_N: a Hugging Face folder, the optimizer, and the buffers at step N."""
+    """checkpoints/step_N: a Hugging Face folder, the optimizer, and the buffers at step N. Under
+    torchrun every rank calls it: the shards are gathered whole, and rank 0 writes the same folder."""
+    weights, optimizer_state = distributed.full_state(model, optimizer)  # alone: None, None (the model's own)
+    if not distributed.is_main():
+        return
     folder = os.path.join(out, "checkpoints", f"step_{step:06d}")
     tmp = folder + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    model.save_pretrained(tmp, state_dict=weights)
     tokenizer.save_pretrained(tmp)
-    torch.save({"step": step, "optimizer": optimizer.state_dict()}, os.path.join(tmp, "trainer_state.pt"))
+    torch.save({"step": step, "optimizer": optimizer.state_dict() if optimizer_state is None else optimizer_state},
+               os.path.join(tmp, "trainer_state.pt"))
     for name, buffer in buffers.items():
         save_buffer(os.path.join(tmp, f"buffer_{name}.jsonl"), buffer)
     shutil.rmtree(folder, ignore_errors=True)

@@ -15,6 +15,7 @@ from dataclasses import asdict
 
 from tqdm import tqdm
 
+import distributed
 from proposer import (add_to_buffer, induction_proposal_prompt, make_tasks, proposal_prompt, proposer_reward,
                       sample_references)
 from rollout import rollout, solver_rollout, step_randomness, timed
@@ -46,12 +47,34 @@ def proposer_prompts(task_type, buffers, args, rng):
 
 
 def propose(model, tokenizer, task_type, texts, programs, buffer, args, seed, step, first_prompt=0):
-    """args.group proposals for each prompt text, as (rows, tasks); programs: induction's, per text."""
-    rows, responses, index = rollout(model, tokenizer, texts, args.group, args, seed=seed, role="proposer",
-                                     task_type=task_type, first_prompt=first_prompt)
-    tasks = make_tasks(task_type, responses, step, buffer, programs=[programs[i] for i in index] if programs else None,
-                       num_inputs=args.induction_inputs, dedupe=args.duplicate_penalty, rule=args.format)
-    return rows, tasks
+    """args.group proposals for each prompt text, as (rows, tasks); programs: induction's, per text.
+    Under torchrun each rank samples and runs its share of the texts, and all get every proposal."""
+    def write(lo, hi):  # texts[lo:hi]
+        rows, responses, index = rollout(model, tokenizer, texts[lo:hi], args.group, args, seed=seed, role="proposer",
+                                         task_type=task_type, first_prompt=first_prompt + lo)
+        tasks = make_tasks(task_type, responses, step, buffer,
+                           programs=[programs[lo + i] for i in index] if programs else None,
+                           num_inputs=args.induction_inputs, dedupe=args.duplicate_penalty, rule=args.format)
+        return rows, tasks
+    return distributed.shared(len(texts), write)
+
+
+def solve_rates(model, tokenizer, task_type, tasks, args, seed, times):
+    """Each task's solve rate, the mean of args.solve_samples solver samples at evaluation reward
+    (1/0), and those samples' mean response length, as two lists. Under torchrun each rank samples
+    and checks its share of the tasks."""
+    def solve(lo, hi):  # tasks[lo:hi]
+        with timed(times, "generate"):
+            tries, answers, owner = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in tasks[lo:hi]],
+                                            args.solve_samples, args, seed=seed, role="solver", task_type=task_type,
+                                            first_prompt=0)
+        with timed(times, "execute"):
+            solved = solver_rewards(task_type, [tasks[lo + i] for i in owner], answers, train=False, rule=args.format)
+        rates = [sum(s for s, o in zip(solved, owner) if o == i) / args.solve_samples for i in range(hi - lo)]
+        lengths = [sum(len(r.response_ids) for r, o in zip(tries, owner) if o == i) / args.solve_samples
+                   for i in range(hi - lo)]
+        return rates, lengths
+    return distributed.shared(len(tasks), solve, times)
 
 
 def seed_buffers(model, tokenizer, buffers, args, max_rounds=50):
@@ -60,12 +83,14 @@ def seed_buffers(model, tokenizer, buffers, args, max_rounds=50):
     one seed set (deduction and abduction prompts both add to it; it then starts both triplet
     buffers), then, with programs drawn from the full seed set, until args.seed_tasks induction
     tasks fill the induction buffer; each phase stops after max_rounds rounds. Returns a record of
-    every proposal made (the task, valid or not, its phase and round)."""
+    every proposal made (the task, valid or not, its phase and round). Under torchrun each rank
+    makes its share of each round's proposals (propose), and every rank's buffers fill alike."""
     seed = buffers["deduction"]  # one list for both triplet types while seeding
     pool = {"deduction": seed, "abduction": seed, "induction": buffers["induction"]}
     phases = [("triplet", [t for t in args.task_types if t != "induction"]),
               ("induction", [t for t in args.task_types if t == "induction"])]
-    bar = tqdm(total=sum(args.seed_tasks for _, types in phases if types), desc="seeding the buffers", unit="task")
+    bar = tqdm(total=sum(args.seed_tasks for _, types in phases if types), desc="seeding the buffers", unit="task",
+               disable=not distributed.is_main())
     records = []
     for phase, task_types in phases:
         for round_ in range(max_rounds):
@@ -110,15 +135,9 @@ def self_play(step, model, tokenizer, buffers, args):
         valid = [t for t in tasks if t.valid]
         lengths = {}
         if valid:  # solve rate: the mean of n solver samples at evaluation reward (1/0)
-            with timed(times, "generate"):
-                tries, answers, owner = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in valid],
-                                                args.solve_samples, args, seed=next(seeds), role="solver",
-                                                task_type=task_type, first_prompt=0)
-            with timed(times, "execute"):
-                solved = solver_rewards(task_type, [valid[i] for i in owner], answers, train=False, rule=args.format)
-            for i, task in enumerate(valid):
-                task.solve_rate = sum(s for s, o in zip(solved, owner) if o == i) / args.solve_samples
-                lengths[id(task)] = sum(len(r.response_ids) for r, o in zip(tries, owner) if o == i) / args.solve_samples
+            rates, solver_lengths = solve_rates(model, tokenizer, task_type, valid, args, next(seeds), times)
+            for task, rate, length in zip(valid, rates, solver_lengths):
+                task.solve_rate, lengths[id(task)] = rate, length
         for row, task in zip(new_rows, tasks):
             row.reward = proposer_reward(task, args.proposer_reward, args.reward_levels)
             row.train = not args.freeze_proposer

@@ -14,6 +14,7 @@ toytasks.trace); a task without step values gets a one-line think. Run it as
 
 import torch
 
+import distributed
 from chat import render_prompt, resolve_template
 from logprobs import sequence_logprobs_and_entropy
 from rollout import Row, autocast, micro_batches, mini_batch_split, optimizer_step, step_randomness
@@ -48,7 +49,8 @@ def sft_rows(step, tokenizer, tasks, args):
 
 def sft_update(model, optimizer, rows, args):
     """Cross-entropy on the response tokens of all rows (a token mean), one optimizer step per
-    mini-batch. Returns the rows' entropy as (sum, count) per row, and statistics."""
+    mini-batch. Returns the rows' entropy as (sum, count) per row, and statistics. Under torchrun
+    each rank runs its share of the micro-batches (as grpo.update does)."""
     device = next(model.parameters()).device
     entropy_sum = torch.zeros(len(rows))
     entropy_count = torch.tensor([float(len(r.response_ids)) for r in rows])
@@ -59,13 +61,18 @@ def sft_update(model, optimizer, rows, args):
         sub = [rows[k] for k in part]
         tokens = sum(len(r.response_ids) for r in sub)
         optimizer.zero_grad(set_to_none=True)
-        for start, ids, attention, response in micro_batches(sub, args.micro_batch, device):
+        batches = list(micro_batches(sub, args.micro_batch, device))
+        for (start, ids, attention, response), counted in distributed.rank_batches(batches):
             with autocast(args, device):
-                logp, H = sequence_logprobs_and_entropy(model, ids, attention, response, args.temperature, args.chunk_size)
+                logp, H = distributed.forward(model, sequence_logprobs_and_entropy, ids, attention, response,
+                                              args.temperature, args.chunk_size)
                 loss = -logp.sum() / tokens
-            for b, k in enumerate(part[start:start + len(ids)]):
-                entropy_sum[k] = H[b][response[b].bool()].detach().float().sum().cpu()
-            loss.backward()
-            stats["loss"] += loss.item() / len(parts)
+            (loss * distributed.loss_scale(counted)).backward()  # alone: x 1
+            if counted:
+                for b, k in enumerate(part[start:start + len(ids)]):
+                    entropy_sum[k] = H[b][response[b].bool()].detach().float().sum().cpu()
+                stats["loss"] += loss.item() / len(parts)
         stats["grad_norm"] = optimizer_step(model, optimizer)
+    entropy_sum = distributed.summed(entropy_sum)  # each row's is one rank's
+    stats["loss"] = distributed.summed(torch.tensor(stats["loss"], dtype=torch.float64)).item()
     return (entropy_sum, entropy_count), stats

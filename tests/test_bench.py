@@ -51,3 +51,20 @@ def test_qwen_shapes_have_the_published_parameter_counts(size, total, non_embedd
 
 def test_tiny_shape_fits_the_byte_tokenizer():
     assert bench.QWEN_SHAPES["tiny"]["vocab_size"] == len(models.byte_tokenizer())
+
+
+@pytest.mark.parametrize("size, total", [("7b", 7.62e9), ("14b", 14.77e9)])
+def test_the_larger_qwen_shapes_have_the_published_totals(size, total):
+    """Qwen2.5-7B and -14B, untied: embeddings and lm_head each counted."""
+    model = bench.random_qwen(size, models.byte_tokenizer(), torch.device("meta"))
+    assert not model.config.tie_word_embeddings and model.config.vocab_size == 152064
+    assert round(sum(p.numel() for p in model.parameters()) / 1e9, 2) == total / 1e9
+
+
+def test_memory_per_rank_is_the_sharded_16_bytes_and_the_whole_bf16_weights(capsys):
+    """On the tiny shape, whose parameters the loaded tiny model counts: 16 B per parameter over N
+    ranks, and 2 B per parameter on every rank."""
+    P = sum(p.numel() for p in models.load_model("tiny")[0].parameters())
+    table = bench.bench_memory(sizes=("tiny",), ranks=(1, 4))
+    assert table["tiny"][1] == pytest.approx(18 * P / 1e9) and table["tiny"][4] == pytest.approx((4 + 2) * P / 1e9)
+    assert "tiny" in capsys.readouterr().out

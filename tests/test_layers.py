@@ -11,7 +11,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # lowest first; a file may import files of strictly lower layers only
 LAYERS = [
-    ["executor", "findings"],               # the sandbox; the findings' verdicts: import nothing of ours
+    ["executor", "findings", "distributed"],  # the sandbox; the findings' verdicts; torchrun's ranks: import nothing of ours
     ["solver"],                             # the roles
     ["proposer"],
     ["chat"],                               # the prompt scaffold
