@@ -494,11 +494,12 @@ def train(args):
     Under torchrun (distributed.py) every rank runs it on its shard of the model; rank 0 writes."""
     distributed.start()  # under torchrun: join the other ranks (alone: nothing)
     if args.resume:
-        steps = args.steps
+        steps, out = args.steps, args.out
         with open(os.path.join(args.out, "config.json")) as f:  # a flag newer than the run takes its default
             args = argparse.Namespace(**{**vars(parser().parse_args([])), **json.load(f)})
         args.resume = True  # the saved config was written by a fresh run
         args.steps = steps or args.steps  # a resumed run may be given more steps; nothing else changes
+        args.out = out  # the folder resumed is the one given, even a moved or copied run
     else:
         args.steps = args.steps or PRESET_STEPS.get(args.preset, 20)
         args.out = distributed.from_rank0(  # rank 0's clock names the run for every rank

@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import random
+import time
 
 import pytest
 import torch
@@ -75,6 +76,20 @@ def test_resume_gives_the_same_weights_and_metrics(tmp_path, varied_rewards):
     assert drop_times(read_jsonl(os.path.join(whole, "metrics.jsonl"))) == \
         drop_times(read_jsonl(os.path.join(split, "metrics.jsonl")))
     assert read_jsonl(os.path.join(whole, "tasks.jsonl")) == read_jsonl(os.path.join(split, "tasks.jsonl"))
+
+
+def test_a_copied_run_resumes_into_its_own_folder(tmp_path, varied_rewards):
+    """A run folder copied elsewhere (reproduce.py's long runs start so) resumes there: the original
+    is left as it was, the copy gets the new steps."""
+    import shutil
+    run, copy = str(tmp_path / "run"), str(tmp_path / "copy")
+    grpo.train(grpo.get_args(FAST + ["--steps", "1", "--out", run]))
+    shutil.copytree(run, copy)
+    grpo.train(grpo.get_args(["--resume", "--out", copy, "--steps", "2"]))
+    assert [m["step"] for m in read_jsonl(os.path.join(copy, "metrics.jsonl"))] == [1, 2]
+    assert [m["step"] for m in read_jsonl(os.path.join(run, "metrics.jsonl"))] == [1]
+    assert os.path.isdir(os.path.join(copy, "checkpoints", "step_000002"))
+    assert not os.path.exists(os.path.join(run, "checkpoints", "step_000002"))
 
 
 def test_a_run_saved_before_a_flag_existed_resumes_with_its_default(tmp_path, varied_rewards):
@@ -509,6 +524,12 @@ def test_report_to_wandb_offline_logs_the_metrics_lines(tmp_path, monkeypatch, v
     # value as JSON text (read as bytes: W&B's own reader is internal and changes between versions)
     records = list(pathlib.Path(run, "wandb").glob("offline-run-*-wb/run-wb.wandb"))
     assert len(records) == 1
+    # W&B's service process may still be writing the file when run.finish() returns: wait for the
+    # last step's loss to arrive (at most 60 s), then check everything
+    last = json.dumps(metrics[-1]["grad_norm"]).encode()
+    deadline = time.monotonic() + 60
+    while last not in records[0].read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.5)
     data = records[0].read_bytes()
     for key in ("reward/mean", "entropy/mean", "grad_norm"):
         assert key.encode() in data and all(json.dumps(m[key]).encode() in data for m in metrics), key
