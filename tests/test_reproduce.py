@@ -82,7 +82,7 @@ def test_jobs_train_runs_in_parallel_with_the_threads_divided(tmp_path, monkeypa
     monkeypatch.setattr(reproduce, "run_training", run)
     monkeypatch.setattr(reproduce.os, "cpu_count", lambda: 8)
     with pytest.raises(SystemExit) as exit_:
-        reproduce.train_all(args, plan)
+        reproduce.train_all(args, [reproduce.training_job(args, m, s, f) for m, s, f in plan])
     assert "rlvr-seed0 (exit status 1)" in str(exit_.value.code) and "azr-seed0" not in str(exit_.value.code)
     assert seen == [4, 4, 4, 4]  # every run trained (the failure did not cancel the others), on 8 // 2 threads
 
