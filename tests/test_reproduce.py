@@ -177,12 +177,19 @@ def mtimes(study):
             if os.path.exists(os.path.join(runs, r, c))}
 
 
-def test_the_study_writes_its_report_and_a_second_run_redoes_nothing(tmp_path, monkeypatch):
-    study = str(tmp_path / "study")
+@pytest.fixture
+def stand_ins(tmp_path, monkeypatch):
+    """(the study's folder, the list of grpo.py flags each stand-in run was given): training by
+    stand_in, the judges by fake_judge, a few probes (the same code, less time)."""
     calls = []
     monkeypatch.setattr(reproduce, "run_training", stand_in(calls))
     monkeypatch.setattr(reproduce, "solved", fake_judge)
-    monkeypatch.setattr(reproduce, "PROBES_PER_TYPE", 2)  # a few probes: the same code, less time
+    monkeypatch.setattr(reproduce, "PROBES_PER_TYPE", 2)
+    return str(tmp_path / "study"), calls
+
+
+def test_the_study_writes_its_report_and_a_second_run_redoes_nothing(stand_ins):
+    study, calls = stand_ins
     records = reproduce.main(SMALL + ["--out", study])
     assert len(calls) == 5 and all("--resume" not in argv for argv in calls)
     report = os.path.join(study, "report")
@@ -228,12 +235,8 @@ def test_the_study_writes_its_report_and_a_second_run_redoes_nothing(tmp_path, m
     assert {key for key in before if after[key] != before[key]} == {("sft-seed0", c) for c in CACHES}
 
 
-def test_the_sweep_the_long_runs_and_the_matched_budget_reach_the_report(tmp_path, monkeypatch):
-    study = str(tmp_path / "study")
-    calls = []
-    monkeypatch.setattr(reproduce, "run_training", stand_in(calls))
-    monkeypatch.setattr(reproduce, "solved", fake_judge)
-    monkeypatch.setattr(reproduce, "PROBES_PER_TYPE", 2)  # a few probes: the same code, less time
+def test_the_sweep_the_long_runs_and_the_matched_budget_reach_the_report(stand_ins):
+    study, calls = stand_ins
     argv = SMALL[:-1] + ["--sweep-lrs", "1e-3", "--sweep-steps", "2", "--long-steps", "3", "--matched-budget",
                          "--methods", "azr", "azr-frozen", "rlvr", "sft", "--out", study]
     records = reproduce.main(argv)
