@@ -6,7 +6,7 @@ of several ranks: alone, every function below returns at once, or returns its in
 
     torchrun --nproc-per-node 8 grpo.py --model Qwen/Qwen2.5-Coder-7B      # one node, 8 GPUs
     torchrun --nnodes 2 --node-rank 0 --nproc-per-node 8 --rdzv-backend c10d \\
-             --rdzv-endpoint HOST:29500 grpo.py --model ... --out /shared/run  # each node, its rank
+             --rdzv-endpoint HOST:29500 grpo.py --model ... --out /nfs/run  # each node, its rank
 
 A step under N ranks computes what one process computes on the same batch:
   - rollouts: each rank samples, and runs in its own sandbox pool, its share of the step's

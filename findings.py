@@ -128,9 +128,9 @@ STUDY = {
     "4": (ABSTRACT["dynamics"], "RLVR updates a small fraction of the parameters, SFT nearly all; AZR sits between"),
     "5": (ABSTRACT["dynamics"], "a proposer reward peaked at solve rate 0.5 did not help (about 2 points lower) and "
                                 "left the entropy dynamics unchanged"),
-    "6": (ABSTRACT["pass@k"] + " (the curriculum analysis has no sentence of its own in the abstract)",
-          "the proposer's tasks get harder over training (their solve rate falls), and the solver's responses get "
-          "longer on harder tasks"),
+    "6": (ABSTRACT["pass@k"], "(the curriculum analysis has no sentence of its own in the abstract) the proposer's "
+                              "tasks get harder over training (their solve rate falls), and the solver's responses "
+                              "get longer on harder tasks"),
 }
 
 
