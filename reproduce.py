@@ -191,13 +191,13 @@ def check_args(p, args):
 
 
 def train_argv(args, method, seed):
-    """grpo.py's flags for one run (without --out); a matched-budget method is its method's flags with
-    more --prompts."""
+    """grpo.py's flags for one run (without --steps and --out, which training_job adds); a
+    matched-budget method is its method's flags with more --prompts."""
     flags = RUNS[MATCHED.get(method, method)]
     if method in MATCHED:
         flags = flags + ["--prompts", str(args.matched_prompts)]
     return (args.grpo_args + (QUICK if args.quick else []) + ["--model", args.model, "--seed", str(seed)]
-            + (["--preset", args.preset] if args.preset else []) + (["--steps", str(args.steps)] if args.steps else [])
+            + (["--preset", args.preset] if args.preset else [])
             + (["--max-new-tokens", str(args.max_new_tokens)] if args.max_new_tokens else []) + flags)
 
 

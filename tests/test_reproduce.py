@@ -109,6 +109,8 @@ def test_a_dry_run_shows_the_sweep_and_the_long_runs(tmp_path, monkeypatch, caps
     reproduce.main(argv + ["--out", "study", "--dry-run"])
     out = capsys.readouterr().out
     assert out.count("--lr 0.001 --steps 10 --out study/sweep/") == 3 and "--lr 1e-05" not in out
+    commands = [line for line in out.splitlines() if "python grpo.py" in line]
+    assert commands and all(line.count("--steps") == 1 for line in commands), "a run's steps given twice"
     assert "study/runs/azr-long-seed0 (30 steps): python grpo.py --resume --out study/runs/azr-long-seed0 --steps 30" in out
     assert "azr-frozen-long-seed0" in out and "azr-peaked-long" not in out
     assert os.listdir(tmp_path) == []
