@@ -2,8 +2,12 @@
 its row names, and every file of the README's table is in the repository."""
 
 import ast
+import gzip
+import json
 import os
 import re
+
+import findings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,3 +61,29 @@ def test_every_file_of_the_readme_table_exists():
     table = read("README.md").split("| file | what it is |", 1)[1].split("\n\n", 1)[0]
     files = re.findall(r"^\| `([\w./]+)` \|", table, re.MULTILINE)
     assert len(files) > 20 and [f for f in files if not os.path.exists(os.path.join(ROOT, f))] == []
+
+
+def test_the_documented_study_recomputes_from_its_own_files():
+    """docs/study-toy/ is the README's evidence: its verdicts come from its numbers.json alone
+    (findings.py, as reproduce.py computed them), and every run of the study ships its plain files
+    (config, metrics, tasks), so that a reader can recompute any verdict without a checkpoint."""
+    study = os.path.join(ROOT, "docs", "study-toy")
+    with open(os.path.join(study, "numbers.json")) as f:
+        numbers = json.load(f)
+    with open(os.path.join(study, "findings.json")) as f:
+        shipped = json.load(f)
+    recomputed = json.loads(json.dumps(findings.all_findings(numbers)))
+    assert [(r["finding"], r["verdict"]) for r in recomputed] == [(r["finding"], r["verdict"]) for r in shipped]
+    seeds, steps = numbers["settings"]["seeds"], numbers["settings"]["steps"]
+    runs = [f"{m}-seed{s}" for m in numbers["methods"] if m != "base" for s in range(seeds)]
+    runs += [f"{m}-lr{rate}-seed{s}" for rate, by in numbers.get("sweep", {}).get("rates", {}).items()
+             for m in by if float(rate) != numbers["settings"]["lr"] for s in range(seeds)]
+    assert len(runs) >= 15
+    for run in runs:
+        folder = os.path.join(study, "runs", run)
+        for name in ("config.json", "metrics.jsonl.gz", "tasks.jsonl.gz"):
+            assert os.path.isfile(os.path.join(folder, name)), f"{run}: no {name}"
+    for run in runs:
+        if "-lr" not in run and "-long" not in run:  # the study's own runs: all their steps are there
+            with gzip.open(os.path.join(study, "runs", run, "metrics.jsonl.gz"), "rt") as f:
+                assert sum(1 for _ in f) == steps, f"{run}: not {steps} steps of metrics"
