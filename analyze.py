@@ -180,6 +180,23 @@ def plot_probe(points, path):
     finish(fig, [ax], path)
 
 
+def plot_sparsity_sweep(points, path):
+    """Sparsity against the learning rate: {method: [(rate, mean, std)]}, a line per method with the
+    seeds' std as error bars, the rate on a log axis."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for c, (method, rows) in enumerate(points.items()):
+        rows = sorted(rows)
+        ax.errorbar([r for r, _, _ in rows], [m for _, m, _ in rows], yerr=[e for _, _, e in rows], color=f"C{c}",
+                    marker="o", ms=4, capsize=3, label=method)
+    rates = sorted({r for rows in points.values() for r, _, _ in rows})
+    ax.set_xscale("log")
+    ax.set_xticks(rates, [f"{r:g}" for r in rates])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set(xlabel="learning rate", ylabel="sparsity (fraction unchanged, bf16)", ylim=(-0.02, 1.02),
+           title="update sparsity against the learning rate")
+    finish(fig, [ax], path, integer_x=False)
+
+
 def plot_sparsity_layers(results, path):
     """Per-layer sparsity of each checkpoint, in bf16: solid Δ = 0, dashed |Δ| <= tol."""
     fig, ax = plt.subplots(figsize=(7, 4))

@@ -59,8 +59,8 @@ from tqdm import tqdm
 import executor
 import grpo
 from analyze import (CURRICULUM_HEADER, ENTROPY_HEADER, ROLES, curriculum_rows, entropy_curves, entropy_rows,
-                     plot_curriculum, plot_entropy, plot_length_vs_difficulty, plot_probe, probe_entropy,
-                     sparsity_report, table)
+                     plot_curriculum, plot_entropy, plot_length_vs_difficulty, plot_probe, plot_sparsity_sweep,
+                     probe_entropy, sparsity_report, table)
 from chat import render_chat
 from curriculum import mean_or_none, program_complexity
 from benchmarks import BENCHMARKS, PACKAGES
@@ -636,24 +636,30 @@ def budget_section(args):
                    "solve-rate samples"], rows), ""]
 
 
-def sweep_section(args, numbers, records):
-    """Finding 4 at every rate: the sweep's sparsity per method and seed, and the verdict."""
+def sweep_section(args, numbers, records, report):
+    """Finding 4 at every rate: the sweep's sparsity per method and seed, a figure, and the verdict."""
     sweep = numbers.get("sweep")
     md = ["### Sparsity against the learning rate (finding 4 at each rate)", ""]
     if not sweep:
         return md + ["No sweep (--sweep-lrs given none).", ""]
     verdicts = {r["finding"].rsplit("(lr ", 1)[-1].split(",")[0]: r["verdict"] for r in records if "(lr " in r["finding"]}
-    rows = []
+    rows, points = [], {}
     for rate, by_method in sorted(sweep["rates"].items(), key=lambda item: float(item[0])):
         for method, values in by_method.items():
+            bf16 = [v["bf16_exact"] for v in values if v and v.get("bf16_exact") is not None]
+            if bf16:
+                points.setdefault(method, []).append((float(rate), mean(bf16), std(bf16)))
             rows.append([f"{float(rate):g}" + (" (the runs')" if float(rate) == args.settings["lr"] else ""), method,
                          seeds_text([v["bf16_exact"] for v in values]), seeds_text([v["exact"] for v in values]),
                          verdicts.get(f"{float(rate):g}", "–")])
+    figure = []
+    if points:
+        plot_sparsity_sweep(points, os.path.join(report, "sparsity_sweep.png"))
+        figure = ["![sparsity against the learning rate](sparsity_sweep.png)", ""]
     return md + [f"Each method trained {sweep['steps']} steps at each rate, every seed; the runs' own rate is their "
                  f"checkpoint at step {sweep['steps']}. Sparsity: the fraction of entries unchanged from the base, in "
-                 "the bf16 view and exactly in float32. Every rate is reported.", "",
-                 table(["learning rate", "method", "sparsity (bf16, exact)", "sparsity (float32, exact)", "verdict"],
-                       rows), ""]
+                 "the bf16 view and exactly in float32. Every rate is reported.", ""] + figure + [
+        table(["learning rate", "method", "sparsity (bf16, exact)", "sparsity (float32, exact)", "verdict"], rows), ""]
 
 
 def steps_section(numbers):
@@ -756,7 +762,7 @@ def write_report(args, plan, long, evaluations, numbers, records, matched, comma
         md += ["### Every seed (bf16, exact)", "",
                table(["method", "sparsity"], [[m, seeds_text([s["bf16_exact"] for s in numbers["methods"][m]["sparsity"]])]
                                               for m in args.methods]), ""]
-    md += steps_section(numbers) + sweep_section(args, numbers, records)
+    md += steps_section(numbers) + sweep_section(args, numbers, records, report)
 
     play = [f for f in seed0 if os.path.basename(f).rsplit("-seed", 1)[0] in SELF_PLAY]
     plot_curriculum(play, os.path.join(report, "curriculum.png"))

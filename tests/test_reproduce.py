@@ -260,6 +260,7 @@ def test_the_sweep_the_long_runs_and_the_matched_budget_reach_the_report(stand_i
         assert len(json.load(f)) == 6
     text = open(os.path.join(study, "report", "report.md")).read()
     assert "### With matched budgets" in text and "Sparsity against the learning rate" in text
+    assert "sparsity_sweep.png" in text and os.path.isfile(os.path.join(study, "report", "sparsity_sweep.png"))
     assert "entropy_long.png" in text and os.path.isfile(os.path.join(study, "report", "entropy_long.png"))
     assert os.path.isdir(os.path.join(study, "report", "runs", "azr-lr0.001-seed0"))
 
