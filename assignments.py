@@ -9,7 +9,7 @@ and the exercises whose functions those tests also call (do those first).
     python assignments.py make hw1 [--only NAME ...]              # a copy with those functions blanked
     python assignments.py grade hw1 [--only NAME ...] [--json results.json]
 
-`make` copies the repository (without .git, runs/ and caches) and replaces the body of each chosen
+`make` copies the repository (without .git, the top-level runs/ and caches) and replaces the body of each chosen
 function with `raise NotImplementedError(...)` naming its exercise. The function is found on the
 syntax tree and only its body goes: the signature, decorators and docstring stay (the docstring
 says what to compute), and so does every other line of every file, tests included.
@@ -39,7 +39,8 @@ from runs import number
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 # left out of every copy: the repository's history, run folders, caches
-SKIPPED = (".git", "runs", "__pycache__", ".pytest_cache", ".cache", "*.egg-info", "*.pyc")
+SKIPPED = (".git", "__pycache__", ".pytest_cache", ".cache", "*.egg-info", "*.pyc")  # anywhere
+TOP_SKIPPED = ("runs",)  # the training runs at the top (docs/study-toy/runs is documentation: kept)
 
 # -----------------------------------------------------------------------------
 # The exercises
@@ -209,13 +210,14 @@ def blank_line(exercise, qualname):
 
 
 def copy_tree(source, out):
-    """source copied to out (which may exist, empty), less SKIPPED, and less out itself when out
-    lies inside source."""
+    """source copied to out (which may exist, empty), less SKIPPED anywhere and TOP_SKIPPED at the
+    top, and less out itself when out lies inside source."""
     skip = shutil.ignore_patterns(*SKIPPED)
-    inside = os.path.realpath(out)
+    inside, top = os.path.realpath(out), os.path.realpath(source)
 
     def ignore(folder, names):
-        return set(skip(folder, names)) | {n for n in names if os.path.realpath(os.path.join(folder, n)) == inside}
+        at_top = set(TOP_SKIPPED) & set(names) if os.path.realpath(folder) == top else set()
+        return set(skip(folder, names)) | at_top | {n for n in names if os.path.realpath(os.path.join(folder, n)) == inside}
     shutil.copytree(source, out, ignore=ignore, symlinks=True, dirs_exist_ok=True)
 
 

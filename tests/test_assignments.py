@@ -166,12 +166,12 @@ def test_replace_bodies_keeps_everything_but_the_body():
 def test_copies_leave_out_history_runs_caches_and_themselves(tmp_path):
     root = tmp_path / "repo"
     for path in ("a.py", "tests/test_a.py", ".git/HEAD", "runs/r/metrics.jsonl", "__pycache__/a.pyc",
-                 "tests/__pycache__/t.pyc", ".pytest_cache/v", "docs/x.md"):
+                 "tests/__pycache__/t.pyc", ".pytest_cache/v", "docs/x.md", "docs/study/runs/r/config.json"):
         os.makedirs(root / os.path.dirname(path), exist_ok=True)
         (root / path).write_text(path)
     assignments.copy_tree(str(root), str(root / "hw"))  # an output folder inside the repository
     copied = {os.path.relpath(os.path.join(d, f), root / "hw") for d, _, files in os.walk(root / "hw") for f in files}
-    assert copied == {"a.py", "tests/test_a.py", "docs/x.md"}
+    assert copied == {"a.py", "tests/test_a.py", "docs/x.md", "docs/study/runs/r/config.json"}  # runs/ at the top only
 
 
 # -----------------------------------------------------------------------------
@@ -211,8 +211,8 @@ def test_make_blanks_the_exercises_functions_and_changes_nothing_else(made):
             assert f"exercise {name}: write {qualname}" in ast.unparse(new.body[1]), qualname
             old.body = new.body
         assert ast.dump(before) == ast.dump(after), path  # signatures, decorators and the rest unchanged
-    left_out = {".git", "runs", "__pycache__", ".pytest_cache"}
-    assert not [d for d, dirs, _ in os.walk(made) if left_out & set(dirs)]
+    left_out = {".git", "__pycache__", ".pytest_cache"}
+    assert not [d for d, dirs, _ in os.walk(made) if left_out & set(dirs)] and not os.path.exists(os.path.join(made, "runs"))
 
 
 def test_the_made_copy_imports_every_module_and_its_unattached_tests_pass(made):
