@@ -32,7 +32,7 @@ read back. The study's phases are one pipeline a reader follows from training to
 each phase is a short function over the others'.
 
     python reproduce.py --jobs 2                         # the toy base: 5 methods x 3 seeds x 30 steps, the sweep
-    python reproduce.py --jobs 2 --long-steps 150 --matched-budget   # and the long runs, matched budgets
+    python reproduce.py --jobs 2 --long-steps 60 --matched-budget    # and the long runs, matched budgets
     python reproduce.py --seeds 1 --sweep-lrs            # a first look: one seed, no sweep
     python reproduce.py --model Qwen/Qwen2.5-Coder-0.5B --preset gpu --steps 200 \\
         --benchmarks math500 aime2024 humaneval --n 32
