@@ -74,6 +74,7 @@ def test_the_documented_study_recomputes_from_its_own_files():
         shipped = json.load(f)
     recomputed = json.loads(json.dumps(findings.all_findings(numbers)))
     assert [(r["finding"], r["verdict"]) for r in recomputed] == [(r["finding"], r["verdict"]) for r in shipped]
+    assert recomputed == shipped  # criteria and numbers too
     seeds, steps = numbers["settings"]["seeds"], numbers["settings"]["steps"]
     runs = [f"{m}-seed{s}" for m in numbers["methods"] if m != "base" for s in range(seeds)]
     runs += [f"{m}-lr{rate}-seed{s}" for rate, by in numbers.get("sweep", {}).get("rates", {}).items()
