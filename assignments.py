@@ -14,9 +14,9 @@ function with `raise NotImplementedError(...)` naming its exercise. The function
 syntax tree and only its body goes: the signature, decorators and docstring stay (the docstring
 says what to compute), and so does every other line of every file, tests included.
 
-`grade` runs each exercise's tests on a folder's exercise files, in a pytest subprocess of its own
-process group that is killed at the time limit (--timeout), and scores points x (tests passed /
-tests). It works on a scratch copy of this repository into which only the graded exercises' files
+`grade` runs the exercises' tests on a folder's exercise files, in a pytest subprocess of its own
+process group that is killed at the time limit (--timeout), all exercises in one process and, if
+that one is cut, each exercise in its own, and scores points x (tests passed / tests). It works on a scratch copy of this repository into which only the graded exercises' files
 come from the folder, so a student's edits to the tests or to any other file do not count. With
 --json it writes the results in the format Gradescope's autograder reads (results.json).
 docs/assignments.md is the instructor's guide.
@@ -274,10 +274,21 @@ def run_tests(folder, tests, timeout):
         return junit_cases(xml), ""
 
 
+def cases_of(exercise, cases):
+    """The junit cases (run_tests') of an exercise's tests, a parametrized test's cases included."""
+    wanted = {(os.path.basename(file)[:-3], name) for file, _, name in (t.partition("::") for t in exercise.tests)}
+    return [c for c in cases if (c[0].partition("::")[0], c[0].partition("::")[2].partition("[")[0]) in wanted]
+
+
 def grade(folder, exercises, timeout, root=ROOT, show=print):
     """One result per exercise, {name, passed, tests, score, max_score, output, seconds}: its tests
     run in a scratch copy of root holding folder's copies of the exercises' files; score = points x
-    passed / tests. show gets the table's lines as they come."""
+    passed / tests. show gets the table's lines as they come.
+
+    Every exercise's tests run first in one pytest process (one start of Python and torch, not one
+    per exercise) cut at `timeout`; only if that run is cut (an exercise that loops forever, say),
+    or none of an exercise's tests ran in it, does that
+    exercise run alone, cut at its own `timeout`, so one cannot take the others down."""
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         scratch = os.path.join(tmp, "copy")
@@ -286,16 +297,24 @@ def grade(folder, exercises, timeout, root=ROOT, show=print):
             shutil.copy(os.path.join(folder, file), os.path.join(scratch, file))
         width = max(len(e.name) for e in exercises)
         show(f"{'exercise':<{width}}  tests    points")
-        for e in exercises:
+        together, note = [], "cut"
+        if len(exercises) > 1:
             start = time.monotonic()
-            cases, note = run_tests(scratch, e.tests, timeout)
+            together, note = run_tests(scratch, list(dict.fromkeys(t for e in exercises for t in e.tests)), timeout)
+            each = (time.monotonic() - start) / len(exercises)
+        for e in exercises:
+            cases, note_e, seconds = ([], note, 0.0) if note else (cases_of(e, together), "", each)
+            if not cases:  # cut, or none of its tests ran (a test file that did not import): alone, on its own clock
+                start = time.monotonic()
+                cases, note_e = run_tests(scratch, e.tests, timeout)
+                seconds = time.monotonic() - start
             passed = sum(ok for _, ok, _ in cases)
             score = round(e.points * passed / len(cases), 2) if cases else 0.0
             failed = [f"{name}: {why}"[:300] for name, ok, why in cases if not ok]
-            output = note or f"{passed} of {len(cases)} tests passed" + "".join("\n  " + f for f in failed)
+            output = note_e or f"{passed} of {len(cases)} tests passed" + "".join("\n  " + f for f in failed)
             results.append({"name": e.name, "passed": passed, "tests": len(cases), "score": score,
-                            "max_score": e.points, "output": output, "seconds": round(time.monotonic() - start, 1)})
-            shown = "cut" if note.startswith("cut") else f"{passed}/{len(cases)}"
+                            "max_score": e.points, "output": output, "seconds": round(seconds, 1)})
+            shown = "cut" if note_e.startswith("cut") else f"{passed}/{len(cases)}"
             show(f"{e.name:<{width}}  {shown:<7}  {score:g}/{e.points}")
     show(f"{'total':<{width}}  {'':<7}  {sum(r['score'] for r in results):g}/{sum(e.points for e in exercises)}")
     return results
