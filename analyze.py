@@ -34,12 +34,12 @@ import matplotlib.pyplot as plt
 import torch
 from tqdm import tqdm
 
-from chat import render_chat
+from chat import TEMPLATES, teacher_forced
 from curriculum import curriculum_by_step, length_vs_difficulty, mean_or_none
 from logprobs import sequence_logprobs_and_entropy
 from models import load_model, model_name_problem
 from proposer import IDENTITY, Task, induction_proposal_prompt, proposal_prompt
-from runs import checkpoints, number, read_jsonl, run_label
+from runs import checkpoints, eval_templates, number, read_jsonl, run_label
 from solver import TASK_TYPES, solver_prompt
 from sparsity import jaccard, sparsity, summarize
 
@@ -101,10 +101,11 @@ def probe_set():
 
 
 @torch.no_grad()
-def probe_entropy(model, tokenizer, probes, temperature=1.0, chunk_size=128):
+def probe_entropy(model, tokenizer, probes, temperature=1.0, chunk_size=128, template="chat"):
     """{role: mean token entropy, "all": ...} of the model on the probes' response tokens.
 
-    Each probe is the chat-rendered prompt followed by its response and the eos token, as in a
+    Each probe is the prompt rendered in the scaffold `template` (the one the model trained with:
+    runs.eval_templates) followed by its response and the eos token, as in a
     training row; at every response token the model's next-token distribution softmax(z / T) has
     entropy H = logsumexp(z) - sum_i softmax(z)_i z_i over the full vocabulary,
     computed by logprobs.sequence_logprobs_and_entropy. The mean is over all response tokens of a role
@@ -112,7 +113,8 @@ def probe_entropy(model, tokenizer, probes, temperature=1.0, chunk_size=128):
     model.eval()
     values = defaultdict(list)
     for role, user_text, response in probes:
-        prompt = tokenizer(render_chat(tokenizer, user_text), add_special_tokens=False).input_ids
+        prompt_text, response = teacher_forced(tokenizer, user_text, response, template)
+        prompt = tokenizer(prompt_text, add_special_tokens=False).input_ids
         answer = tokenizer(response, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
         ids = torch.tensor([prompt + answer], device=model.device)
         mask = torch.tensor([[0] * len(prompt) + [1] * len(answer)], device=model.device)
@@ -122,12 +124,13 @@ def probe_entropy(model, tokenizer, probes, temperature=1.0, chunk_size=128):
     return {role: torch.cat(v).mean().item() for role, v in values.items()}
 
 
-def probe_models(names, temperature):
-    """[(name, {role: entropy})] for models or checkpoint folders, loaded one at a time."""
-    probes, rows = probe_set(), []
+def probe_models(names, temperature, template=None):
+    """[(name, {role: entropy})] for models or checkpoint folders, loaded one at a time, each probed
+    in the scaffold it trained with (runs.eval_templates: a base takes its runs'; `template` for all)."""
+    probes, rows, templates = probe_set(), [], eval_templates(names, template)
     for name in tqdm(names, desc="probe entropy", unit="model"):
         model, tokenizer = load_model(name)
-        rows.append((name, probe_entropy(model, tokenizer, probes, temperature)))
+        rows.append((name, probe_entropy(model, tokenizer, probes, temperature, template=templates[name])))
         del model
     return rows
 
@@ -318,7 +321,7 @@ def cmd_entropy(args):
 
 
 def cmd_probe(args):
-    rows = probe_models(args.models, args.temperature)
+    rows = probe_models(args.models, args.temperature, args.template)
     with open(os.path.join(args.out, "probe_entropy.jsonl"), "w") as f:
         f.writelines(json.dumps({"model": name, **e}) + "\n" for name, e in rows)
     print(table(["model", "proposer", "solver", "all"], [[name, e["proposer"], e["solver"], e["all"]] for name, e in rows]))
@@ -360,7 +363,7 @@ def cmd_report(args):
     points = {}
     for run in args.runs:
         steps = [(0, bases[run])] + checkpoints(run)
-        scored = probe_models([name for _, name in steps], args.temperature)
+        scored = probe_models([name for _, name in steps], args.temperature, args.template)
         points[run_label(run)] = [(step, e) for (step, _), (_, e) in zip(steps, scored)]
     plot_probe(points, os.path.join(args.out, "probe_entropy.png"))
     md += ["## Entropy on a fixed probe set", "", f"Mean token entropy (T = {args.temperature}) of each checkpoint on "
@@ -418,6 +421,8 @@ def get_args(argv=None):
         s.add_argument("--rank", action="store_true", help="also the rank of every 2-D update (an SVD each: slow for 3B)")
     for s in (probe, report):
         s.add_argument("--temperature", type=number(float, 0, above=True), default=1.0, help="temperature of the probe entropy (training: 1.0)")
+        s.add_argument("--template", choices=TEMPLATES, default=None,
+                       help="prompt scaffold of the probes (default: each checkpoint's run's own; a base takes its runs')")
     for s in (entropy, probe, spars, curric, report):
         s.add_argument("--out", default=None, help="output folder (default runs/analysis; report: <first run>/report)")
     args = p.parse_args(argv)
@@ -443,6 +448,11 @@ def check_args(args, p):
         problem = model_name_problem(name)
         if problem:
             p.error(problem)
+    if args.command == "probe":
+        try:
+            eval_templates(args.models, args.template)
+        except ValueError as e:
+            p.error(str(e))
     for folder in getattr(args, "checkpoints", []):
         if not (os.path.isfile(os.path.join(folder, "model.safetensors"))
                 or os.path.isfile(os.path.join(folder, "model.safetensors.index.json"))):

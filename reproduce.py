@@ -61,14 +61,14 @@ import grpo
 from analyze import (CURRICULUM_HEADER, ENTROPY_HEADER, ROLES, curriculum_rows, entropy_curves, entropy_rows,
                      plot_curriculum, plot_entropy, plot_length_vs_difficulty, plot_probe, plot_sparsity_sweep,
                      probe_entropy, sparsity_report, table)
-from chat import render_chat
+from chat import completion, render_prompt, resolve_template
 from curriculum import mean_or_none, program_complexity
 from benchmarks import BENCHMARKS, PACKAGES
 from evaluate import pass_at_k_curve, plot_pass_at_k
 from evaluate import main as evaluate_main
 from findings import all_findings, matched_budget, mean, std, verdict_table
 from models import load_model, model_name_problem
-from runs import checkpoints, number, read_jsonl
+from runs import checkpoints, number, read_jsonl, trained_template
 from sparsity import sparsity, summarize
 from proposer import Task
 from sampling import sample
@@ -357,7 +357,7 @@ def heldout_eval(args, folder, model_name, key):
     pass@k for k = 1..n. Cached in folder/heldout_eval.json under `key` and the sampling settings."""
     path = os.path.join(folder, "heldout_eval.json")
     settings = {"model": key, "n": args.n, "tasks": args.tasks_per_type, "max_new_tokens": args.eval_max_new_tokens,
-                "temperature": TEMPERATURE}
+                "temperature": TEMPERATURE, "template": template_of(args, model_name)}
     if os.path.isfile(path):
         with open(path) as f:
             cached = json.load(f)
@@ -366,7 +366,8 @@ def heldout_eval(args, folder, model_name, key):
     model, tokenizer = load_model(model_name)
     tasks, results = heldout_tasks(args.tasks_per_type), {}
     for task_type in TRIPLET_TYPES:
-        samples = answers(model, tokenizer, task_type, tasks, TEMPERATURE, args.n, max_new_tokens=args.eval_max_new_tokens)
+        samples = answers(model, tokenizer, task_type, tasks, TEMPERATURE, args.n, max_new_tokens=args.eval_max_new_tokens,
+                          template=settings["template"])
         counts = [sum(right for right, _ in a) for a in samples]
         results[f"toy {task_type}"] = {"counts": counts, "problems": len(counts),
                                        "pass_at_k": {str(k): v for k, v in enumerate(pass_at_k_curve(counts, args.n), 1)}}
@@ -478,6 +479,12 @@ def sparsity_over_steps(args, folder):
     return {str(step): sparsity_numbers(args, folder, checkpoint) for step, checkpoint in checkpoints(folder)}
 
 
+def template_of(args, model):
+    """The scaffold a model of the study is scored in: the one its run trained with
+    (runs.trained_template), the study's runs' for the base."""
+    return trained_template(model) or args.settings["template"]
+
+
 def probe_texts(args):
     """[("solver", user text, response)]: the fixed probes of finding 3. PROBES_PER_TYPE held-out toy
     tasks per task type (deduction and abduction), each with one response of the base sampled at
@@ -485,20 +492,23 @@ def probe_texts(args):
     tokens, so that their entropies compare the models and not the tasks each solver happened to
     meet or the answers it happened to write. Cached in runs/base/probes.json."""
     path = os.path.join(args.out, "runs", "base", "probes.json")
+    settings = {"model": args.model, "per_type": PROBES_PER_TYPE, "template": args.settings["template"]}
     if os.path.isfile(path):
         with open(path) as f:
             data = json.load(f)
-        if data["settings"] == {"model": args.model, "per_type": PROBES_PER_TYPE}:
+        if data["settings"] == settings:
             return [tuple(p) for p in data["probes"]]
     model, tokenizer = load_model(args.model)
+    template = resolve_template(tokenizer, settings["template"])
     tasks, probes = heldout_tasks(PROBES_PER_TYPE), []
     for task_type in TRIPLET_TYPES:
         texts = [solver_prompt(task_type, t.task) for t in tasks]
-        out = sample(model, tokenizer, [render_chat(tokenizer, t) for t in texts], 1, args.eval_max_new_tokens,
+        out = sample(model, tokenizer, [render_prompt(tokenizer, t, template) for t in texts], 1, args.eval_max_new_tokens,
                      TEMPERATURE, seed=0)
-        probes += sorted(("solver", texts[k], text) for k, text in zip(out["prompt_index"].tolist(), out["texts"]))
+        probes += sorted(("solver", texts[k], completion(text, template))
+                         for k, text in zip(out["prompt_index"].tolist(), out["texts"]))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_json(path, {"settings": {"model": args.model, "per_type": PROBES_PER_TYPE}, "probes": probes})
+    write_json(path, {"settings": settings, "probes": probes})
     return probes
 
 
@@ -515,7 +525,7 @@ def probe_numbers(args, folder, probes, base_entropy):
         _, key = checkpoint_key(checkpoint)
         if key not in cached:
             model, tokenizer = load_model(checkpoint)
-            cached[key] = probe_entropy(model, tokenizer, probes, TEMPERATURE)["solver"]
+            cached[key] = probe_entropy(model, tokenizer, probes, TEMPERATURE, template=template_of(args, checkpoint))["solver"]
             write_json(path, cached)
         out[str(step)] = cached[key]
     return out
@@ -523,7 +533,7 @@ def probe_numbers(args, folder, probes, base_entropy):
 
 def base_probe_entropy(args, probes):
     model, tokenizer = load_model(args.model)
-    return probe_entropy(model, tokenizer, probes, TEMPERATURE)["solver"]
+    return probe_entropy(model, tokenizer, probes, TEMPERATURE, template=template_of(args, args.model))["solver"]
 
 
 def quarter_of(step, steps):
@@ -541,7 +551,7 @@ def judge_numbers(args, folder, steps):
     checkpoint, key = final_checkpoint(folder)
     path = os.path.join(folder, "judges.json")
     settings = {"base": args.model, "checkpoint": key, "tasks": JUDGE_TASKS, "samples": JUDGE_SAMPLES,
-                "max_new_tokens": args.eval_max_new_tokens}
+                "max_new_tokens": args.eval_max_new_tokens, "template": template_of(args, checkpoint)}
     if os.path.isfile(path):
         with open(path) as f:
             cached = json.load(f)
@@ -564,7 +574,8 @@ def judge_numbers(args, folder, steps):
             keys = [k for k in chosen if k[0] == task_type]
             tasks = [Generated(Task(**{f: r[f] for f in ("type", "program", "inputs", "outputs", "message")}), 0, (), [])
                      for k in keys for r in chosen[k]]
-            rates_flat = solved(model, tokenizer, task_type, tasks, TEMPERATURE, JUDGE_SAMPLES, args.eval_max_new_tokens)
+            rates_flat = solved(model, tokenizer, task_type, tasks, TEMPERATURE, JUDGE_SAMPLES, args.eval_max_new_tokens,
+                                template=template_of(args, name))
             for k in keys:
                 rates[k], rates_flat = rates_flat[:len(chosen[k])], rates_flat[len(chosen[k]):]
         numbers[f"judge_{judge}"] = by_quarter(rates)

@@ -11,7 +11,8 @@ A run of grpo.py is a folder a person can open (and analyze.py / evaluate.py rea
                       every seeding proposal, and the buffers after seeding;
   tensorboard/, wandb/  with --report-to: the tracker's copy of metrics.jsonl (open_tracker);
   checkpoints/step_N  a Hugging Face folder (`AutoModelForCausalLM.from_pretrained` loads it) with
-                      trainer_state.pt (optimizer, step) and the task buffers, so a run resumes.
+                      trainer_state.pt (the step; the optimizer too in the newest, so a run
+                      resumes) and the task buffers.
 Every entry point's command line reads its numbers with `number`, so a bad value is refused by
 argparse itself: the usage, then one error line naming the flag, exit status 2, nothing written.
 """
@@ -130,6 +131,55 @@ def save_checkpoint(out, step, model, tokenizer, optimizer, buffers):
         save_buffer(os.path.join(tmp, f"buffer_{name}.jsonl"), buffer)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)  # a checkpoint is complete or absent, never half written
+    for _, older in checkpoints(out)[:-1]:
+        drop_optimizer_state(older)
+
+
+def drop_optimizer_state(folder):
+    """Keep only the step in a checkpoint's trainer_state.pt. Only the newest checkpoint needs the
+    optimizer (--resume continues from it); older ones keep what the analyses read, the weights and
+    the buffers. AdamW's two moments are twice the float32 weights: at 3B a checkpoint falls from
+    37 to 12 GB. Written to a new file and swapped in, so a kill leaves the old file or the new."""
+    path = os.path.join(folder, "trainer_state.pt")
+    if not os.path.isfile(path):
+        return
+    state = torch.load(path, weights_only=True)
+    if "optimizer" not in state:
+        return
+    torch.save({"step": state["step"]}, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def trained_template(model):
+    """The prompt scaffold (grpo.py --template: auto, chat or r1) that the run of a checkpoint folder
+    (<run>/checkpoints/step_N) trained with, read from the run's config.json; None for anything
+    else (a base model, a hub id)."""
+    folder = os.path.normpath(model)
+    config = os.path.join(os.path.dirname(os.path.dirname(folder)), "config.json")
+    if not (os.path.isdir(folder) and os.path.basename(os.path.dirname(folder)) == "checkpoints"
+            and os.path.isfile(config)):
+        return None
+    with open(config) as f:
+        return json.load(f).get("template", "auto")
+
+
+def eval_templates(models, override=None):
+    """{model: scaffold} for evaluating, probing or judging models side by side: a model is scored in
+    the scaffold it was trained with (trained_template), a base model in the one the runs compared
+    with it trained with, `override` (a --template flag) for every model when given. With no run
+    among the models a base takes "auto" (chat when its tokenizer has a template, else r1), the
+    default of grpo.py's cpu and toy presets. Raises ValueError when the runs disagree and a base
+    is among the models: it has no one scaffold to be compared in."""
+    if override:
+        return {m: override for m in models}
+    trained = {m: trained_template(m) for m in models}
+    used = sorted({t for t in trained.values() if t})
+    bases = [m for m, t in trained.items() if t is None]
+    if bases and len(used) > 1:
+        raise ValueError(f"the runs among the models trained with different templates ({', '.join(used)}), so the "
+                         f"base {bases[0]} has no one template to be compared in: pass --template, or evaluate "
+                         "them apart")
+    return {m: t or (used[0] if used else "auto") for m, t in trained.items()}
 
 
 def last_checkpoint(out):

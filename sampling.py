@@ -56,6 +56,10 @@ def left_pad(sequences, pad_id):
 # -----------------------------------------------------------------------------
 # the decoding loop
 
+# most prompt tokens one prefill forward takes (padding included): AZR's vLLM setting,
+# max_num_batched_tokens = 16,384, bounds the activations of a long prompt batch
+PREFILL_TOKENS = 16_384
+
 
 def draw(logits, temperature, top_p):
     """One token per row from softmax(logits / T), cut to the smallest set of mass >= top_p when
@@ -85,22 +89,33 @@ class RoomyLayer(DynamicLayer):
     copies the whole layer, torch.cat, every step: most of a step on a small model). Rows that end
     are dropped by moving the last rows into their slots, columns no row uses by moving start; new
     rows go below, their keys ending at column end. So only rows that move or arrive are copied,
-    and all of them only when the view moves within the room (`compact`). The room starts zeroed
-    and then holds only keys and values: the masked padding of a view is finite (0 x NaN = NaN)."""
+    and all of them only when the view moves within the room (`compact`). The room starts zeroed,
+    and a new row's padding columns are zeroed as it arrives, so the masked padding of a view is
+    finite: on CUDA, attention may give NaN for a padding query that sees no key, and a NaN kept in
+    the cache would poison every later step (its weight is 0, but 0 x NaN = NaN).
+    Keys and values are held in the values' dtype, the one attention computes in: under bf16
+    autocast with float32 weights the keys come out float32 (RoPE's cos and sin follow the
+    embedding's dtype) while the values are bf16, and a float32 key cache would be half as large
+    again and cast back to bf16 at every step."""
 
-    def __init__(self, keys, values, rows, columns):
+    def __init__(self, keys, values, mask, rows, columns):
         super().__init__()
-        self.lazy_initialization(keys, values)
-        self.rooms = [t.new_zeros((rows, t.shape[1], columns, t.shape[3])) for t in (keys, values)]
+        self.lazy_initialization(values, values)
+        self.rooms = [t.new_zeros((rows, t.shape[1], columns, t.shape[3]), dtype=values.dtype) for t in (keys, values)]
         self.rows, self.start, self.end = 0, 0, keys.shape[2]
-        self.add(keys, values)
+        self.add(keys, values, mask)
 
     def view(self):
         self.keys, self.values = (room[:self.rows, :, self.start:self.end] for room in self.rooms)
 
-    def add(self, keys, values):
+    def add(self, keys, values, mask):
+        """New rows below the others: their keys and values (rows, heads, columns, head dim) end at
+        column end, zeroed where their attention mask (rows, columns) is 0 (left padding)."""
+        padding = (mask == 0)[:, None, :, None]
         for room, states in zip(self.rooms, (keys, values)):
-            room[self.rows:self.rows + len(states), :, self.end - states.shape[2]:self.end] = states
+            new = room[self.rows:self.rows + len(states), :, self.end - states.shape[2]:self.end]
+            new.copy_(states)
+            new.masked_fill_(padding, 0)
         self.rows, self.start = self.rows + len(keys), min(self.start, self.end - keys.shape[2])
         self.view()
 
@@ -129,12 +144,16 @@ class RoomyLayer(DynamicLayer):
 
 def prefill(model, prompt_ids, prompt_mask, repeats):
     """Run k distinct left-padded prompts once; return each layer's (keys, values), the attention
-    mask and the next-token logits, row i repeated repeats[i] times (the samples sharing prompt i)."""
+    mask and the next-token logits, row i repeated repeats[i] times (the samples sharing prompt i).
+    When every prompt has one sample (AZR's rollout.n = 1) the prompts' keys and values are handed
+    on as they are, with no copy."""
     width = int(prompt_mask.sum(1).max())  # drop columns that are padding in every row
     ids, mask = prompt_ids[:, -width:], prompt_mask[:, -width:]
     cache = DynamicCache()
     logits = forward(model, cache, input_ids=ids, attention_mask=mask, position_ids=position_ids(mask),
                      logits_to_keep=1).logits[:, -1]
+    if all(r == 1 for r in repeats):
+        return [(layer.keys, layer.values) for layer in cache.layers], mask, logits
     index = torch.arange(len(repeats), device=ids.device).repeat_interleave(torch.tensor(repeats, device=ids.device))
     return [(layer.keys[index], layer.values[index]) for layer in cache.layers], mask[index], logits[index]
 
@@ -146,13 +165,13 @@ def admitted(active, new, rows, columns, steps):
     the new rows would not fit left of its end, or `steps` more positions right of it."""
     keys_values, mask, logits = new
     if active is None:
-        return Cache(layers=[RoomyLayer(keys, values, rows, columns) for keys, values in keys_values]), mask, logits
+        return Cache(layers=[RoomyLayer(keys, values, mask, rows, columns) for keys, values in keys_values]), mask, logits
     cache, active_mask, active_logits = active
     width = max(active_mask.shape[1], mask.shape[1])
     for layer, (keys, values) in zip(cache.layers, keys_values):
         if layer.end < mask.shape[1] or layer.end + steps > columns:
             layer.compact(width)
-        layer.add(keys, values)
+        layer.add(keys, values, mask)
     pad = lambda m: F.pad(m, (width - m.shape[1], 0))
     return cache, torch.cat([pad(active_mask), pad(mask)]), torch.cat([active_logits, logits])
 
@@ -174,12 +193,15 @@ def kept(active, done):
     return (cache, mask[:, -width:], logits[order]), order
 
 
-def decode(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temperature, top_p, batch_size, pad_id):
+def decode(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temperature, top_p, batch_size, pad_id,
+           prefill_tokens=PREFILL_TOKENS):
     """The loop: n samples of each (left-padded) prompt, at most batch_size rows decoded at once.
 
     Rows wait in a queue as groups (a prompt and at most batch_size samples of it). Each step:
-    admit whole waiting groups while they fit beside the active rows (one prefill for them all,
-    each prompt forwarded once for its group); draw a token for every active row; drop the rows
+    admit whole waiting groups while they fit beside the active rows and their prompts, padded to
+    the longest, hold at most prefill_tokens tokens (one prefill for them all, each prompt
+    forwarded once for its group; the first group always goes in); stop with an error naming the
+    row if any logits are not finite; draw a token for every active row; drop the rows
     that ended, with their cache rows and the cache columns no row uses any more; run the others'
     new tokens, each at position_ids of its row's mask. A group waits rather than being split, so a
     prompt is prefilled ceil(n / batch_size) times. The cache has min(batch_size, B) rows and
@@ -198,9 +220,11 @@ def decode(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temperature
     started = 0  # rows admitted so far; row r of the output is the r-th admitted
     # the active rows: which output row each is, and (KV cache, attention mask over its columns, next-token logits)
     rows, active = torch.zeros(0, dtype=torch.long, device=device), None
+    widths = prompt_mask.sum(1).tolist()
     while waiting or len(rows):
         group = []
-        while waiting and len(rows) + sum(k for _, k in group) + waiting[0][1] <= batch_size:
+        while waiting and len(rows) + sum(k for _, k in group) + waiting[0][1] <= batch_size and \
+                (not group or (len(group) + 1) * max(widths[p] for p, _ in group + [waiting[0]]) <= prefill_tokens):
             group.append(waiting.popleft())
         if group:
             prompts, repeats = [p for p, _ in group], [k for _, k in group]
@@ -209,6 +233,11 @@ def decode(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temperature
                               max_new_tokens)
             rows = torch.cat([rows, torch.arange(started, started + sum(repeats), device=device)])
             started += sum(repeats)
+        finite = active[2].isfinite().all(-1)
+        if not bool(finite.all()):
+            row = int(rows[~finite][0])
+            raise FloatingPointError(f"non-finite logits at decode step {int(lengths[row]) + 1} of output row {row} "
+                                     f"(prompt {row // n}): the model or its KV cache holds NaN or inf")
         token, logp = draw(active[2], temperature, top_p)
         step = lengths[rows]
         tokens[rows, step], logps[rows, step], lengths[rows] = token, logp, step + 1
@@ -261,7 +290,7 @@ def generate_hf(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temper
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts, n, max_new_tokens, temperature=1.0, top_p=1.0, seed=None, batch_size=32,
-           engine="loop", return_logprobs=False, ignore_stops=False):
+           engine="loop", return_logprobs=False, ignore_stops=False, prefill_tokens=PREFILL_TOKENS):
     """n completions of each prompt text (e.g. from `render_chat`), from softmax(logits / T),
     cut to the smallest set of mass >= top_p when top_p < 1, and nothing else (the distribution the GRPO loss assumes).
 
@@ -282,7 +311,8 @@ def sample(model, tokenizer, prompts, n, max_new_tokens, temperature=1.0, top_p=
 
     Prompts are tokenized without adding special tokens: the text is the whole model input.
     seed: seeds torch's global generator, so a seed gives the same samples for the same batch_size.
-    batch_size bounds how many rows are decoded at once.
+    batch_size bounds how many rows are decoded at once; prefill_tokens how many prompt tokens one
+    prefill forward takes (engine "loop").
     engine: "loop" (this file's decoding loop) or "hf" (Hugging Face generate, the reference).
     ignore_stops: no token ends a row, so every response is max_new_tokens long and truncated is all
     True; a stop token drawn stays in the response like any other (the distribution is unchanged).
@@ -298,9 +328,11 @@ def sample(model, tokenizer, prompts, n, max_new_tokens, temperature=1.0, top_p=
     if seed is not None:
         torch.manual_seed(seed)
     try:
-        run = decode if engine == "loop" else generate_hf
-        out = run(model, prompt_ids, prompt_mask, n, [] if ignore_stops else stops, max_new_tokens, temperature, top_p,
-                  batch_size, pad_id)
+        settings = (n, [] if ignore_stops else stops, max_new_tokens, temperature, top_p, batch_size, pad_id)
+        if engine == "loop":
+            out = decode(model, prompt_ids, prompt_mask, *settings, prefill_tokens=prefill_tokens)
+        else:
+            out = generate_hf(model, prompt_ids, prompt_mask, *settings)
     finally:
         model.train(was_training)
     tokens, lengths, stopped = (t.cpu() for t in out[:3])

@@ -32,9 +32,9 @@ import executor
 from evaluate import pass_at_k
 from findings import mean
 import models
-from chat import render_chat
+from chat import TEMPLATES, completion, render_prompt, resolve_template, teacher_forced
 from proposer import make_tasks, proposal_prompt
-from runs import number
+from runs import eval_templates, number
 from sampling import sample
 from solver import TRIPLET_TYPES, solver_prompt, solver_rewards
 from toytasks import DEPTHS, FORCE, HELDOUT_SEED, STYLES, heldout, random_input, show, style_of
@@ -56,14 +56,20 @@ def guess_rates(tasks, rng):
             / GUESSES for t, reply in zip(tasks, replies)]
 
 
-def answers(model, tokenizer, task_type, tasks, temperature=EVAL_TEMPERATURE, n=1, prefix="", max_new_tokens=256):
+def answers(model, tokenizer, task_type, tasks, temperature=EVAL_TEMPERATURE, n=1, prefix="", max_new_tokens=256,
+            template="chat"):
     """Per task (a Generated), n answers sampled at `temperature`, each as (right, style): right by
-    solver.solver_rewards at evaluation, style by toytasks.style_of. `prefix` is prefilled: it
-    follows the rendered prompt, so the model continues it, and it is put back in front of each
-    response before the response is graded, as the words the model answered with."""
-    prompts = [render_chat(tokenizer, solver_prompt(task_type, t.task)) + prefix for t in tasks]
+    solver.solver_rewards at evaluation, style by toytasks.style_of. Prompts are rendered in the
+    scaffold `template` (the one the model trained with: runs.eval_templates). `prefix` is
+    prefilled: it follows the rendered prompt, so the model continues it, and it is put back in
+    front of each response before the response is graded, as the words the model answered with."""
+    prompts = []
+    for t in tasks:
+        prompt, prefilled = teacher_forced(tokenizer, solver_prompt(task_type, t.task), prefix, template)
+        prompts.append(prompt + prefilled)
     out = sample(model, tokenizer, prompts, n, max_new_tokens, temperature, seed=0, batch_size=64)
-    index, texts = out["prompt_index"].tolist(), [prefix + text for text in out["texts"]]
+    index, texts = out["prompt_index"].tolist(), [completion(prefilled + text, resolve_template(tokenizer, template))
+                                                  for text in out["texts"]]
     rewards = solver_rewards(task_type, [tasks[k].task for k in index], texts, train=False)
     per_task = [[] for _ in tasks]
     for k, text, reward in zip(index, texts, rewards):
@@ -71,14 +77,15 @@ def answers(model, tokenizer, task_type, tasks, temperature=EVAL_TEMPERATURE, n=
     return per_task
 
 
-def solved(model, tokenizer, task_type, tasks, temperature=EVAL_TEMPERATURE, n=1, max_new_tokens=256, prefix=""):
+def solved(model, tokenizer, task_type, tasks, temperature=EVAL_TEMPERATURE, n=1, max_new_tokens=256, prefix="",
+           template="chat"):
     """Per task (a Generated), the fraction of n answers sampled at `temperature` that are right."""
     return [sum(right for right, _ in a) / n
-            for a in answers(model, tokenizer, task_type, tasks, temperature, n, prefix, max_new_tokens)]
+            for a in answers(model, tokenizer, task_type, tasks, temperature, n, prefix, max_new_tokens, template)]
 
 
 def heldout_figures(model, tokenizer, programs=frozenset(), n=SAMPLES, forced=FORCED_SAMPLES, proposals=128,
-                    references=3):
+                    references=3, template="chat"):
     """Figures of a model on the held-out set, as {name: (value, random-guess baseline or None, n)}
     (n: the tasks, or the samples, the value is the mean of), for each task type:
       pass@k at temperature 1 for k in PASS_KS up to n, from n samples per task
@@ -92,12 +99,12 @@ def heldout_figures(model, tokenizer, programs=frozenset(), n=SAMPLES, forced=FO
     and the proposals: `proposals` deduction and abduction proposer prompts showing `references`
     held-out triplets, sampled at temperature 1 as in self-play: the fraction valid
     (proposer.make_tasks) and valid and novel (a program neither in `programs`, the corpus, nor
-    among the references shown)."""
+    among the references shown). Every prompt is rendered in the scaffold `template`."""
     tasks = heldout()
     rates = guess_rates(tasks, random.Random(HELDOUT_SEED))
     figures = {}
     for task_type in TRIPLET_TYPES:
-        free = answers(model, tokenizer, task_type, tasks, 1.0, n)
+        free = answers(model, tokenizer, task_type, tasks, 1.0, n, template=template)
         right = [sum(r for r, _ in a) for a in free]
         for k in [k for k in PASS_KS if k <= n]:
             figures[f"{task_type} pass@{k}"] = (mean(pass_at_k(n, c, k) for c in right),
@@ -106,18 +113,21 @@ def heldout_figures(model, tokenizer, programs=frozenset(), n=SAMPLES, forced=FO
             chosen = [j for j, t in enumerate(tasks) if t.depth == depth]
             figures[f"{task_type} pass@1 depth {depth}"] = (mean(right[j] / n for j in chosen),
                                                             mean(rates[j] for j in chosen), len(chosen))
-        figures[f"{task_type} near-greedy"] = (mean(solved(model, tokenizer, task_type, tasks)), mean(rates), len(tasks))
+        figures[f"{task_type} near-greedy"] = (mean(solved(model, tokenizer, task_type, tasks, template=template)),
+                                               mean(rates), len(tasks))
         figures[f"{task_type} careful share"] = (mean(s == "careful" for a in free for _, s in a), None, n * len(tasks))
         for style in STYLES:
             figures[f"{task_type} forced {style}"] = (
-                mean(solved(model, tokenizer, task_type, tasks, 1.0, forced, prefix=FORCE[style])), mean(rates), len(tasks))
+                mean(solved(model, tokenizer, task_type, tasks, 1.0, forced, prefix=FORCE[style], template=template)),
+                mean(rates), len(tasks))
     rng = random.Random(HELDOUT_SEED)
     valid = novel = 0
     for kind in TRIPLET_TYPES:
         shown = [rng.sample(tasks, references) for _ in range(proposals // 2)]
-        prompts = [render_chat(tokenizer, proposal_prompt(kind, [t.task for t in refs])) for refs in shown]
+        prompts = [render_prompt(tokenizer, proposal_prompt(kind, [t.task for t in refs]), template) for refs in shown]
         out = sample(model, tokenizer, prompts, 1, 256, 1.0, seed=1, batch_size=64)
-        for task, refs in zip(make_tasks(kind, out["texts"], 0, []), shown):
+        texts = [completion(text, resolve_template(tokenizer, template)) for text in out["texts"]]
+        for task, refs in zip(make_tasks(kind, texts, 0, []), shown):
             valid += task.valid
             novel += task.valid and task.program not in programs and task.program not in {t.task.program for t in refs}
     figures["proposals valid"] = (valid / proposals, None, proposals)
@@ -145,6 +155,8 @@ if __name__ == "__main__":
     p.add_argument("--eval", metavar="MODEL", help="held-out figures of a model: built-in name, folder or hub id")
     p.add_argument("--samples", type=number(int, 1), default=SAMPLES, help="samples per task at temperature 1 (pass@k up to k = this)")
     p.add_argument("--forced", type=number(int, 1), default=FORCED_SAMPLES, help="samples per task and forced style")
+    p.add_argument("--template", choices=TEMPLATES, default=None,
+                   help="prompt scaffold (default: a checkpoint's run's own, from its config.json; else auto)")
     args = p.parse_args()
     if args.show:
         show()
@@ -154,6 +166,7 @@ if __name__ == "__main__":
         torch.set_num_threads(min(2, os.cpu_count() or 1))
         model, tokenizer = models.load_model(args.eval)
         start = time.time()
-        print_figures(heldout_figures(model, tokenizer, corpus_programs(), args.samples, args.forced))
+        template = eval_templates([args.eval], args.template)[args.eval]
+        print_figures(heldout_figures(model, tokenizer, corpus_programs(), args.samples, args.forced, template=template))
         print(f"{args.eval}: {time.time() - start:.0f} s")
     executor.close_pool()

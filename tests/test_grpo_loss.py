@@ -107,6 +107,38 @@ def test_chunked_bf16_upcasts_logits_and_keeps_grad_dtype():
     torch.testing.assert_close(w.grad.double(), z64.grad.T @ hidden.double(), rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("chunk_size", [8, 64])
+def test_chunked_backward_under_bf16_autocast_is_the_gradient_of_the_bf16_forward(chunk_size):
+    """float32 weights under bf16 autocast (--amp): the forward's logits are bf16 matmuls, and the
+    backward, run after the autocast block as grpo.update runs it, must give the gradient of that
+    forward, as autograd does for the naive computation, not of a float32 recomputation (which
+    differs by bf16 rounding: checked too, so the comparison can fail)."""
+    hidden, weight, targets = random_problem(40, 16, 211, torch.float32, seed=5)
+
+    def under_autocast(fn):
+        h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logp, entropy = fn(h, w)
+        g = torch.Generator().manual_seed(1)
+        c1, c2 = torch.randn(2, len(targets), generator=g)
+        (c1 * logp + c2 * entropy).sum().backward()  # outside the autocast block
+        return h.grad, w.grad
+
+    def naive(h, w):
+        z = (h @ w.T).float() / 0.7
+        logq = z.log_softmax(-1)
+        return logq.gather(-1, targets[:, None]).squeeze(-1), -(logq.exp() * logq).sum(-1)
+    chunked = under_autocast(lambda h, w: token_logprobs_and_entropy(h, w, targets, 0.7, chunk_size))
+    reference = under_autocast(naive)
+    float32 = values_and_grads(lambda h, w, y, T: token_logprobs_and_entropy(h, w, y, T, chunk_size),
+                               hidden, weight, targets, 0.7)[2:]
+    assert (float32[0] - reference[0]).abs().max() > 1e-3  # bf16 rounding is visible in the gradient
+    torch.testing.assert_close(chunked[0], reference[0], rtol=0, atol=1e-6)
+    # the weight's gradient sums over positions: per chunk in bf16, the chunks added in float32
+    tol = 1e-6 if chunk_size >= len(targets) else 8e-2
+    torch.testing.assert_close(chunked[1], reference[1], rtol=0, atol=tol)
+
+
 # -----------------------------------------------------------------------------
 # sequence_logprobs_and_entropy on tiny HF models
 

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM
 import grpo
 import rollout
 import selfplay
-from conftest import assert_usage_and_one_error
+from conftest import assert_usage_and_one_error, run_child
 from models import load_model
 
 FAST = ["--model", "tiny", "--preset", "cpu", "--task-types", "deduction,induction", "--max-new-tokens", "12",
@@ -76,6 +76,37 @@ def test_resume_gives_the_same_weights_and_metrics(tmp_path, varied_rewards):
     assert drop_times(read_jsonl(os.path.join(whole, "metrics.jsonl"))) == \
         drop_times(read_jsonl(os.path.join(split, "metrics.jsonl")))
     assert read_jsonl(os.path.join(whole, "tasks.jsonl")) == read_jsonl(os.path.join(split, "tasks.jsonl"))
+    # the optimizer state stays in the newest checkpoint only, the one --resume reads
+    assert trainer_state(split, 2) == {"step": 2} and set(trainer_state(split, 4)) == {"step", "optimizer"}
+
+
+def test_the_gradients_are_freed_right_after_the_optimizer_step():
+    """After the update no parameter holds a gradient: it would sit in memory through the next
+    step's rollouts. The step itself did see them (its norm is logged)."""
+    model, tokenizer = load_model("tiny")
+    args = grpo.get_args(FAST + ["--mini-batches", "2"])
+    rows = [rollout.Row([1, 2, 3], [4, 5, k], "solver", "deduction", k, reward=float(k % 2)) for k in range(6)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    _, stats = grpo.update(model, optimizer, rows, args)
+    assert stats["grad_norm"] > 0 and all(p.grad is None for p in model.parameters())
+
+
+def trainer_state(run, step):
+    return torch.load(os.path.join(run, "checkpoints", f"step_{step:06d}", "trainer_state.pt"), weights_only=True)
+
+
+def test_only_the_newest_checkpoint_keeps_the_optimizer_state(tmp_path):
+    """Every checkpoint keeps its weights and buffers; the AdamW state (twice the weights) stays in the
+    newest alone, each older one's trainer_state.pt cut to its step when the next is written."""
+    run = str(tmp_path / "run")
+    grpo.train(grpo.get_args(FAST + ["--steps", "3", "--save-every", "1", "--out", run]))
+    assert [trainer_state(run, k) for k in (1, 2)] == [{"step": 1}, {"step": 2}]
+    newest = trainer_state(run, 3)
+    assert newest["step"] == 3 and len(newest["optimizer"]["state"]) > 0
+    for step in (1, 2, 3):
+        folder = os.path.join(run, "checkpoints", f"step_{step:06d}")
+        assert os.path.isfile(os.path.join(folder, "model.safetensors"))
+        assert any(name.startswith("buffer_") for name in os.listdir(folder))
 
 
 def test_a_copied_run_resumes_into_its_own_folder(tmp_path, varied_rewards):
@@ -215,9 +246,10 @@ def test_micro_batching_gives_the_gradient_of_the_whole_batch(agg):
     for micro in ("1", "6"):
         args = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--micro-batch", micro, "--loss-agg", agg])
         model, _ = load_model("tiny")
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the step changes nothing; keep the grads
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the step changes nothing
+        optimizer.register_step_pre_hook(lambda *_: grads.append(
+            torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])))  # freed after the step
         grpo.update(model, optimizer, rows, args)
-        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
@@ -259,8 +291,7 @@ def test_a_run_killed_mid_step_resumes_to_the_same_result(tmp_path):
     flags = FAST + ["--steps", "4", "--save-every", "1", "--entropy-coef", "0.5"]
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    subprocess.run([sys.executable, "grpo.py", *flags, "--out", whole], cwd=root, env=env, check=True,
-                   capture_output=True)
+    run_child([sys.executable, "grpo.py", *flags, "--out", whole], cwd=root, env=env)
     proc = subprocess.Popen([sys.executable, "grpo.py", *flags, "--out", killed], cwd=root, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
@@ -269,8 +300,7 @@ def test_a_run_killed_mid_step_resumes_to_the_same_result(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not os.path.isdir(os.path.join(killed, "checkpoints", "step_000004")), "killed too late"
-    subprocess.run([sys.executable, "grpo.py", "--resume", "--out", killed, "--steps", "4"], cwd=root, env=env,
-                   check=True, capture_output=True)
+    run_child([sys.executable, "grpo.py", "--resume", "--out", killed, "--steps", "4"], cwd=root, env=env)
     a, b = weights(whole, 4), weights(killed, 4)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     drop_times = lambda ms: [{k: v for k, v in m.items() if not k.startswith("seconds/")} for m in ms]  # noqa: E731
@@ -304,9 +334,13 @@ def test_bf16_autocast_trains_every_linear_and_later_mini_batches_see_the_new_we
         checks.append((logp.detach() - fresh).abs().max().item())
         return real_loss(logp, *a, **kw)
 
-    def recording_update(model, *a, **kw):
+    stepped_with_grad = set()  # the weights that had a nonzero gradient at an optimizer step (freed after it)
+
+    def recording_update(model, optimizer, *a, **kw):
         models.append(model)
-        return real_update(model, *a, **kw)
+        optimizer.register_step_pre_hook(lambda *_: stepped_with_grad.update(
+            p for p in model.parameters() if p.grad is not None and p.grad.abs().sum() > 0))
+        return real_update(model, optimizer, *a, **kw)
 
     monkeypatch.setattr(grpo, "sequence_logprobs_and_entropy", recording_score)
     monkeypatch.setattr(grpo, "policy_loss", checking_loss)
@@ -315,7 +349,7 @@ def test_bf16_autocast_trains_every_linear_and_later_mini_batches_see_the_new_we
                                      "--no-share-prompts", "--out", str(tmp_path / "amp")]))
     assert len(checks) == 2 and max(checks) < 1e-5, checks
     linears = [m for m in models[0].modules() if isinstance(m, torch.nn.Linear)]
-    assert linears and all(m.weight.grad is not None and m.weight.grad.abs().sum() > 0 for m in linears)
+    assert linears and all(m.weight in stepped_with_grad for m in linears)
 
 
 def test_logged_entropy_is_the_token_mean_over_responses():
@@ -485,8 +519,11 @@ def test_shared_prompts_give_the_loss_and_gradient_of_separate_rows(extra):
     for share in ("--share-prompts", "--no-share-prompts"):
         model, _ = load_model("tiny")
         args = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--micro-batch", "3", share] + extra)
-        (sums, _), stats = grpo.update(model, torch.optim.SGD(model.parameters(), lr=0.0), rows, args)
-        results.append((sums, torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])))
+        optimizer, grads = torch.optim.SGD(model.parameters(), lr=0.0), []
+        optimizer.register_step_pre_hook(lambda *_: grads.append(  # the gradients are freed after the step
+            torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])))
+        (sums, _), stats = grpo.update(model, optimizer, rows, args)
+        results.append((sums, grads[0]))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-4, atol=1e-5)
     assert results[0][1].abs().sum() > 0
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
@@ -573,3 +610,39 @@ def test_the_three_methods_draw_the_same_randomness_for_the_same_seed_and_step(m
     a, b = rollout.step_randomness(5, 3), rollout.step_randomness(5, 3)
     assert a[0].random() == b[0].random() and next(a[1]) == next(b[1])
     assert rollout.step_randomness(5, 4)[0].random() != rollout.step_randomness(5, 3)[0].random()
+
+
+# -----------------------------------------------------------------------------
+# the gpu preset's memory settings, checked on the CPU
+
+
+def test_micro_batch_takes_effect_with_one_sample_per_prompt():
+    """The gpu preset's one sample per prompt under gradient checkpointing: each pass holds
+    --micro-batch rows (before, every pass held one row, each row's prompt being its own)."""
+    rows = [rollout.Row([1, 2, k], [4, 5], "solver", "deduction", k) for k in range(10)]
+    for extra in (["--grad-ckpt"], ["--no-grad-ckpt"]):
+        args = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--group", "1", "--micro-batch", "4"] + extra)
+        assert not grpo.shares_prompts(args)
+        assert grpo.batches_of(rows, list(range(10)), args) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    args = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--group", "2", "--micro-batch", "4", "--no-grad-ckpt"])
+    shared = [rollout.Row([1, 2, k // 2], [4, 5], "solver", "deduction", k // 2) for k in range(6)]
+    assert grpo.shares_prompts(args) and grpo.batches_of(shared, list(range(6)), args) == [[0, 1], [2, 3], [4, 5]]
+
+
+def test_the_kl_reference_is_held_in_bf16_under_amp(tmp_path, monkeypatch):
+    loaded = []
+    real = grpo.load_model
+
+    def recording(name, dtype=None, **kwargs):
+        loaded.append(dtype)
+        return real(name, dtype=dtype, **kwargs)
+    monkeypatch.setattr(grpo, "load_model", recording)
+    grpo.train(grpo.get_args(FAST + ["--steps", "1", "--amp", "--kl-coef", "0.1", "--out", str(tmp_path / "run")]))
+    assert loaded == ["float32", "bfloat16"]  # the policy's float32 master weights, the frozen reference in bf16
+
+
+def test_adamw_is_the_default_one_on_the_cpu():
+    """Fused AdamW is taken on CUDA only: the CPU's runs keep their numbers."""
+    model, _ = load_model("tiny")
+    optimizer = rollout.adamw(model, 1e-3, 0.01)
+    assert not optimizer.defaults["fused"] and optimizer.defaults["weight_decay"] == 0.01

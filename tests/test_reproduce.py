@@ -168,7 +168,7 @@ def stand_in(calls):
     return run
 
 
-def fake_judge(model, tokenizer, task_type, tasks, temperature, n, max_new_tokens):
+def fake_judge(model, tokenizer, task_type, tasks, temperature, n, max_new_tokens, template="chat"):
     """A judge for the stand-ins' tasks: the first step's (a + k) are easy, the later (a * k) hard."""
     return [0.8 if "+" in g.task.program else 0.2 for g in tasks]
 

@@ -242,3 +242,108 @@ def test_ignore_stops_gives_every_row_max_new_tokens(tiny, engine):
     assert out["response_mask"].sum(1).tolist() == [12] * 8 and out["truncated"].all()
     P = out["input_ids"].shape[1] - 12
     assert (out["input_ids"][:, P:] == tokenizer.eos_token_id).any()  # drawn, and the row went on
+
+
+# -----------------------------------------------------------------------------
+# memory and numerics of the GPU path, shown on the CPU
+
+
+def record_layers(monkeypatch):
+    """The RoomyLayers the loop builds, as they are built."""
+    layers, init = [], sampling.RoomyLayer.__init__
+
+    def recording(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        layers.append(self)
+    monkeypatch.setattr(sampling.RoomyLayer, "__init__", recording)
+    return layers
+
+
+def test_the_cache_holds_keys_in_the_dtype_attention_computes_in(tiny, monkeypatch):
+    """Under bf16 autocast with float32 weights RoPE gives float32 keys beside bf16 values: the
+    cache keeps both in bf16 (a float32 key cache is 1.5x the memory, cast again every step)."""
+    model, tokenizer = tiny
+    layers = record_layers(monkeypatch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = sample(model, tokenizer, ["ab", "abcdef"], 2, 6, seed=0, return_logprobs=True)
+    assert layers and all(room.dtype == torch.bfloat16 for layer in layers for room in layer.rooms)
+    assert out["logprobs"].isfinite().all()
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():  # the premise: RoPE's keys are float32
+        cache = sampling.DynamicCache()
+        ids = tokenizer(["ab"], return_tensors="pt").input_ids
+        sampling.forward(model, cache, input_ids=ids)
+    assert cache.layers[0].keys.dtype == torch.float32 and cache.layers[0].values.dtype == torch.bfloat16
+
+
+def test_prefill_hands_on_the_prompts_cache_without_a_copy_when_each_prompt_has_one_sample(tiny):
+    model, tokenizer = tiny
+    ids, mask = left_pad(tokenizer(["ab", "abcd"], add_special_tokens=False).input_ids, tokenizer.pad_token_id)
+    seen = []
+    real = sampling.DynamicCache
+
+    class Recording(real):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self)
+    with torch.no_grad():
+        sampling.DynamicCache = Recording
+        try:
+            one = sampling.prefill(model, ids, mask, [1, 1])
+            two = sampling.prefill(model, ids, mask, [2, 1])
+        finally:
+            sampling.DynamicCache = real
+    assert all(k is layer.keys and v is layer.values for (k, v), layer in zip(one[0], seen[0].layers))
+    assert len(two[1]) == 3 and two[0][0][0].data_ptr() != seen[1].layers[0].keys.data_ptr()
+    torch.testing.assert_close(two[0][0][0][1], two[0][0][0][0])  # prompt 0's two samples share its keys
+
+
+def test_prefill_takes_at_most_the_token_budget(tiny, monkeypatch):
+    """With a budget of 12 prompt tokens, prompts of 5 real tokens are prefilled two at a time (10),
+    and the samples are complete: every row, every token."""
+    model, tokenizer = tiny
+    calls = spy_forward(model, monkeypatch)
+    out = sample(model, tokenizer, ["abcde"] * 6, 1, 4, seed=0, batch_size=8, prefill_tokens=12, ignore_stops=True)
+    prefills = [c for c in calls if c[0]]
+    assert [c[1].numel() for c in prefills] == [10, 10, 10]
+    assert out["response_mask"].sum(1).tolist() == [4] * 6
+    calls.clear()
+    sample(model, tokenizer, ["abcde"] * 6, 1, 4, seed=0, batch_size=8, ignore_stops=True)
+    assert [c[1].numel() for c in calls if c[0]] == [30]  # the default budget takes all six at once
+
+
+def test_nan_in_the_cache_at_a_padding_position_changes_nothing(tiny, monkeypatch):
+    """CUDA's attention may leave NaN where a padding query sees no key; planted in the prompt's
+    keys and values at a padding column, it must not reach any logit (0 x NaN = NaN): the cache is
+    zeroed there on admission, and the samples equal the clean ones."""
+    model, tokenizer = tiny
+    clean = sample(model, tokenizer, ["a", "abcdef"], 2, 6, seed=0, return_logprobs=True)
+    real = sampling.prefill
+
+    def planted(model, prompt_ids, prompt_mask, repeats):
+        keys_values, mask, logits = real(model, prompt_ids, prompt_mask, repeats)
+        pad = (mask == 0).nonzero()
+        assert len(pad)
+        for keys, values in keys_values:
+            keys[pad[0, 0], :, pad[0, 1]] = float("nan")
+            values[pad[0, 0], :, pad[0, 1]] = float("nan")
+        return keys_values, mask, logits
+    monkeypatch.setattr(sampling, "prefill", planted)
+    dirty = sample(model, tokenizer, ["a", "abcdef"], 2, 6, seed=0, return_logprobs=True)
+    assert torch.equal(clean["input_ids"], dirty["input_ids"])
+    torch.testing.assert_close(clean["logprobs"], dirty["logprobs"])
+
+
+def test_non_finite_logits_stop_with_the_step_and_the_row(tiny, monkeypatch):
+    model, tokenizer = tiny
+    real = sampling.forward
+    calls = []
+
+    def poisoned(model, cache, **inputs):
+        out = real(model, cache, **inputs)
+        calls.append(1)
+        if len(calls) == 3:  # the prefill, then decode steps: the second decode step's logits of row 1
+            out.logits[1, -1, 5] = float("nan")
+        return out
+    monkeypatch.setattr(sampling, "forward", poisoned)
+    with pytest.raises(FloatingPointError, match=r"decode step 3 of output row 1 \(prompt 0\)"):
+        sample(model, tokenizer, ["ab"], 2, 6, seed=0, ignore_stops=True)
