@@ -8,7 +8,7 @@ same run; run one at a time, on a quiet machine.
     python bench.py logprobs                     # peak memory: chunked log-probs + entropy vs full log_softmax
     python bench.py step [grpo.py flags]         # seconds per self-play step: loop + one pass vs HF generate + two passes
     python bench.py sampler [--model smollm2-135m]  # the decoding loop of sampling.py vs HF generate
-    python bench.py gpu [--sizes 0.5b,1.5b,3b]   # one gpu-preset step + update, random-weight Qwen2.5 shapes
+    python bench.py gpu [--sizes 0.5b,3b]        # will a gpu-preset run fit, how long: two steps, random-weight Qwen2.5
     python bench.py ranks [--steps 4] [grpo.py flags]  # seconds per step: 2 torchrun ranks x 1 thread vs 1 process x 2
     python bench.py memory                       # per-rank memory of full fine-tuning under FSDP, Qwen2.5 3B/7B/14B
 """
@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
 
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -34,13 +36,16 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 import executor
 import grpo
 import models
+import sampling
+import selfplay
 import toytasks
 from chat import render_chat
 from logprobs import token_logprobs_and_entropy
 from proposer import new_buffers
-from rollout import autocast
-from runs import number
-from sampling import sample
+from logprobs import sequence_logprobs_and_entropy
+from rollout import adamw, autocast
+from runs import number, save_checkpoint
+from sampling import position_ids, sample
 from selfplay import self_play
 from solver import solver_prompt
 
@@ -390,91 +395,227 @@ def random_qwen(size, tokenizer, device):
     return model
 
 
-def gpu_step(size, tokenizer, args, device, figures):
-    """One self-play step of the gpu preset (self_play, then grpo.update) on a random-weight model of
-    `size`, then sampling's loop against HF generate on gen_batch of the step's prompts. Fills
-    `figures` as it goes, so that a step that runs out of memory still shows what it measured."""
+def valid_tasks(k, seed=0):
+    """{task type: k valid tasks} from the toy world's generator (run in the sandbox): triplets for
+    deduction and abduction, programs with several inputs and a message for induction."""
+    generated = toytasks.generate(k, random.Random(seed))
+    singles = toytasks.triplets(generated)
+    return {"deduction": [g.task for g in singles[:k]], "abduction": [g.task for g in singles[k:2 * k]],
+            "induction": [replace(g.task, type="induction") for g in generated[:k]]}
+
+
+@contextmanager
+def gpu_phases(figures, feed, device):
+    """Inside it, a self-play step is measured phase by phase: figures[phase] gets, summed over the
+    step's calls, seconds, prefill seconds, decode steps (the loop's one-token forwards) and, on
+    CUDA, the peak allocated and reserved GiB. Phases: "propose" (the proposer's rollouts and the
+    parsing), "solve rates" (the solve-rate samples and their checks), "solver" (the solver's
+    rollouts and rewards). With random weights no proposal is valid, so `feed` ({task type: valid
+    tasks}) stands in for the invalid ones, and the solve-rate phase runs as in a real step."""
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    counts = {"prefill_s": 0.0, "decode_steps": 0, "in_prefill": False}
+    real = {name: getattr(sampling, name) for name in ("prefill", "forward")}
+    stages = {name: getattr(selfplay, name) for name in ("propose", "solve_rates", "solver_rollout", "make_tasks")}
+
+    def prefill(*args, **kwargs):
+        sync()
+        t, counts["in_prefill"] = time.perf_counter(), True
+        try:
+            return real["prefill"](*args, **kwargs)
+        finally:
+            sync()
+            counts["prefill_s"] += time.perf_counter() - t
+            counts["in_prefill"] = False
+
+    def forward(*args, **kwargs):
+        counts["decode_steps"] += not counts["in_prefill"]
+        return real["forward"](*args, **kwargs)
+
+    def measured(name, fn):
+        def run(*args, **kwargs):
+            sync()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            before, t = dict(counts), time.perf_counter()
+            out = fn(*args, **kwargs)
+            sync()
+            f = figures.setdefault(name, {"seconds": 0.0, "prefill_s": 0.0, "decode_steps": 0})
+            f["seconds"] += time.perf_counter() - t
+            f["prefill_s"] += counts["prefill_s"] - before["prefill_s"]
+            f["decode_steps"] += counts["decode_steps"] - before["decode_steps"]
+            if cuda:
+                f["peak_allocated_gib"] = max(f.get("peak_allocated_gib", 0), torch.cuda.max_memory_allocated() / 2**30)
+                f["peak_reserved_gib"] = max(f.get("peak_reserved_gib", 0), torch.cuda.max_memory_reserved() / 2**30)
+            return out
+        return run
+
+    def fed(task_type, responses, step, *args, **kwargs):
+        tasks = stages["make_tasks"](task_type, responses, step, *args, **kwargs)
+        return [t if t.valid else replace(feed[task_type][k % len(feed[task_type])], step=step)
+                for k, t in enumerate(tasks)]
+
+    patches = {sampling: {"prefill": prefill, "forward": forward},
+               selfplay: {"propose": measured("propose", stages["propose"]), "make_tasks": fed,
+                          "solve_rates": measured("solve rates", stages["solve_rates"]),
+                          "solver_rollout": measured("solver", stages["solver_rollout"])}}
+    try:
+        for module, names in patches.items():
+            for name, fn in names.items():
+                setattr(module, name, fn)
+        yield counts
+    finally:
+        for name, fn in real.items():
+            setattr(sampling, name, fn)
+        for name, fn in stages.items():
+            setattr(selfplay, name, fn)
+
+
+def measured_update(model, optimizer, rows, args, device, figures):
+    """grpo.update, its seconds and (CUDA) peak allocated and reserved GiB in figures["update"]."""
     cuda = device.type == "cuda"
     if cuda:
+        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    (entropy, _), stats = grpo.update(model, optimizer, rows, args)
+    if cuda:
+        torch.cuda.synchronize()  # the optimizer step is still queued when update returns
+    figures["update"] = {"seconds": time.perf_counter() - t}
+    if cuda:
+        figures["update"].update(peak_allocated_gib=torch.cuda.max_memory_allocated() / 2**30,
+                                 peak_reserved_gib=torch.cuda.max_memory_reserved() / 2**30)
+    return entropy, stats
+
+
+def loop_against_generate(model, tokenizer, prompts, max_new_tokens, batch_size):
+    """sampling's loop against Hugging Face generate on one left-padded batch of prompts of mixed
+    lengths, near-greedy (T = 1e-3: both take the argmax but where two logits tie within rounding):
+    the share of rows whose tokens agree, and the largest gap between the log-probs the loop drew its
+    tokens with and the loss's teacher-forced log-probs of the same tokens (logprobs.py)."""
+    ours = sample(model, tokenizer, prompts, 1, max_new_tokens, temperature=1e-3, seed=0, batch_size=batch_size,
+                  return_logprobs=True)
+    theirs = sample(model, tokenizer, prompts, 1, max_new_tokens, temperature=1e-3, seed=0, batch_size=batch_size,
+                    engine="hf")
+    same = sum(a == b for a, b in zip(ours["input_ids"].tolist(), theirs["input_ids"].tolist())) / len(prompts)
+    ids, mask = ours["input_ids"].to(model.device), ours["attention_mask"].to(model.device)
+    response = ours["response_mask"].to(model.device)
+    with torch.no_grad():
+        scored, _ = sequence_logprobs_and_entropy(model, ids, mask, response, 1e-3, position_ids=position_ids(mask))
+    drawn = ours["logprobs"].to(model.device)
+    # near-greedy log-probs are ~0 for the argmax: compare at T = 1e-3 where both are computed
+    gap = (scored - drawn)[response.bool()].abs().max().item()
+    prompt_lengths = (mask.sum(1) - response.sum(1)).tolist()
+    return {"rows": len(prompts), "same_tokens": same, "logp_gap": gap, "prompt_lengths": (min(prompt_lengths),
+            max(prompt_lengths)), "finite": bool(torch.isfinite(drawn).all())}
+
+
+def gpu_step(size, tokenizer, args, device, figures, feed):
+    """Two self-play steps of the gpu preset (selfplay.self_play, then grpo.update) on a random-weight
+    model of `size`: step 2 samples while AdamW's state exists, as every step after the first does.
+    Per step and phase the seconds, prefill seconds, decode steps and peak memory (gpu_phases,
+    measured_update); then a checkpoint (seconds and size), a check that nothing is NaN, sampling's
+    loop against generate (loop_against_generate) and the ms per decode step of the loop at a fixed
+    length. Fills `figures` as it goes, so that a size that runs out of memory shows what it measured."""
+    cuda = device.type == "cuda"
     model = random_qwen(size, tokenizer, device)
+    # about one id in STOP_EVERY ends a row (see bench_gpu), the byte tokenizer's eos first
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id] + list(range(len(tokenizer), model.config.vocab_size,
+                                                                                 STOP_EVERY))
     if args.grad_ckpt:
         model.gradient_checkpointing_enable()
     figures["parameters"] = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    rows, records, times = self_play(1, model, tokenizer, new_buffers(), args)
-    prompt_lengths = [len(r.prompt_ids) for r in rows]
-    figures.update(sequences=len(rows), valid_proposals=sum(r["valid"] for r in records),
-                   prompt_tokens_mean=sum(prompt_lengths) / len(rows), prompt_tokens_max=max(prompt_lengths),
-                   response_lengths=sorted({len(r.response_ids) for r in rows}), generate_s=times["generate"],
-                   execute_s=times["execute"],
-                   step_tokens_per_s=sum(len(r.response_ids) for r in rows) / times["generate"])
-    t = time.perf_counter()
-    grpo.update(model, optimizer, rows, args)
-    if cuda:
-        torch.cuda.synchronize()  # the optimizer step is still queued when update returns
-    figures["update_s"] = time.perf_counter() - t
-    figures["peak_gib"] = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
-    # the comparison needs the memory that the gradients and Adam's moments hold, not them
+    optimizer = adamw(model, args.lr, args.weight_decay)
+    buffers = new_buffers()
+    for task_type, tasks in feed.items():  # the buffers the proposer and solver read from, as after seeding
+        buffers[task_type] += tasks
+    finite = True
+    for step in (1, 2):
+        phases = figures[f"step {step}"] = {}
+        with gpu_phases(phases, feed, device):
+            rows, records, times = self_play(step, model, tokenizer, buffers, args)
+        entropy, stats = measured_update(model, optimizer, rows, args, device, phases)
+        lengths = [len(r.response_ids) for r in rows]
+        phases["rows"], phases["valid"] = len(rows), sum(r["valid"] for r in records)
+        phases["response_tokens"], phases["response_max"] = sum(lengths), max(lengths)
+        phases["response_min"] = min(lengths)
+        phases["prompt_tokens_max"] = max(len(r.prompt_ids) for r in rows)
+        finite &= bool(torch.isfinite(entropy[0]).all()) and stats["grad_norm"] == stats["grad_norm"]
+    finite &= all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        save_checkpoint(tmp, 2, model, tokenizer, optimizer, buffers)
+        folder = os.path.join(tmp, "checkpoints", "step_000002")
+        figures["checkpoint"] = {"seconds": time.perf_counter() - t,
+                                 "gb": sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)) / 1e9}
     del optimizer
-    model.zero_grad(set_to_none=True)
-    batch = min(args.gen_batch, len(rows))
-    # evenly spaced over the step's rows: prompts of all six (role, task type) rollouts, of their different lengths
-    texts = [tokenizer.decode(rows[k * len(rows) // batch].prompt_ids) for k in range(batch)]
+    prompts = [tokenizer.decode(rows[k * len(rows) // min(16, len(rows))].prompt_ids) for k in range(min(16, len(rows)))]
     with autocast(args, device):
-        sample(model, tokenizer, texts[:2], 1, 2, seed=0, engine="hf")  # warm-up: generate's first-call costs
-        for engine in ("loop", "hf"):
-            seconds, tokens, _ = time_sample(model, tokenizer, texts, 1, args.max_new_tokens, args.gen_batch, engine,
-                                             ignore_stops=True)
-            figures[f"{engine}_tokens"], figures[f"{engine}_tokens_per_s"] = tokens, tokens / seconds
+        figures["parity"] = loop_against_generate(model, tokenizer, prompts, min(64, args.max_new_tokens), 16)
+        finite &= figures["parity"]["finite"]
+        batch = min(args.gen_batch, len(rows))
+        texts = [tokenizer.decode(rows[k * len(rows) // batch].prompt_ids) for k in range(batch)]
+        sample(model, tokenizer, texts[:2], 1, 2, seed=0)  # warm-up
+        with gpu_phases({}, feed, device) as counts:
+            sync = torch.cuda.synchronize if cuda else (lambda: None)
+            sync()
+            before, t = dict(counts), time.perf_counter()
+            sample(model, tokenizer, texts, 1, args.max_new_tokens, seed=0, batch_size=args.gen_batch, ignore_stops=True)
+            sync()
+            seconds = time.perf_counter() - t
+        prefill_s, steps = counts["prefill_s"] - before["prefill_s"], counts["decode_steps"] - before["decode_steps"]
+        figures["fixed length"] = {"rows": len(texts), "seconds": seconds, "prefill_s": prefill_s, "decode_steps": steps,
+                                   "ms_per_decode_step": 1000 * (seconds - prefill_s) / steps}
+    figures["finite"] = finite
+
+
+PHASES = ("propose", "solve rates", "solver", "update")
+STOP_EVERY = 100  # the random model stops on one token id in this many: responses of ~100 tokens, varied
 
 
 def bench_gpu(sizes, prompts, max_new_tokens):
-    """The GPU path of the gpu preset, checked without a download: for each size, a Qwen2.5 shape with
-    random weights (float32 master weights, bf16 autocast, gradient checkpointing, as the preset runs
-    them) takes ONE self-play step (selfplay.self_play) and its update (grpo.update, AdamW), every
-    response exactly max_new_tokens long (args.ignore_stops). Measures seconds of generation,
-    execution and the update, peak GPU memory (torch.cuda.max_memory_allocated over the build, the
-    step and the update; not measured on the CPU), and new tokens per second of sample(engine="loop")
-    against engine="hf" on one batch of gen_batch of the step's prompts at the same fixed length.
-    Returns {size: figures}; a size that runs out of GPU memory says so and the next one runs.
+    """Will a gpu-preset run fit, and how long will it take: for each size, a Qwen2.5 shape with random
+    weights (float32 master weights, bf16 autocast, gradient checkpointing, as the preset runs them)
+    takes TWO self-play steps (selfplay.self_play) and their updates (grpo.update, AdamW), then a
+    checkpoint (gpu_step). Responses end where the random model draws its eos (lengths vary, up to
+    max_new_tokens); the proposals, invalid from random weights, are replaced by valid toy tasks so
+    that the solve-rate phase runs (valid_tasks). Per step and phase: seconds, prefill seconds,
+    decode steps, ms per decode step, and on CUDA the peak allocated and reserved GiB; the
+    checkpoint's seconds and GB; that nothing is NaN; sampling's loop against Hugging Face generate
+    on a left-padded batch of mixed prompt lengths; and ms per decode step of gen_batch rows at a
+    fixed max_new_tokens. Returns {size: figures}; a size that runs out of GPU memory says so and
+    the next one runs.
 
-    On the device machine, all three sizes:
+    On the device machine, the default sizes (0.5b and 3b) at 1,024 new tokens, 16 prompts:
 
         python bench.py gpu 2>&1 | tee $OUT/bench_gpu.txt
 
-    The default --max-new-tokens, 256, is sized for all three sizes in about 8 minutes on one H100,
-    an estimate from the counts below, not a measurement. The step's prompts are the byte
-    tokenizer's, 1,980 tokens on average (1,140 to 2,730), so it prefills ~0.76M prompt tokens and
-    the comparison ~0.7M more (128 rows padded to the longest). A decoding step runs ~60 top-level
-    ops per layer (counted with torch.profiler) and is bound by the CPU launching them: at ~15 us
-    each, ~1 ms per layer, so ~26, 30 and 38 ms per step for 24, 28 and 36 layers (the loop's own
-    ops included), over 6 x 256 steps in the step and 2 x 256 in the comparison: ~55, 65 and 85 s.
-    Prefill and the update are bound by the matmuls: 2 x non-embedding parameters (+ attention)
-    flops per token, at ~150, 250 and 300 TFLOP/s of bf16 (wider matrices run faster); the update
-    is 4 forward passes' worth (the forward, the checkpointed forward again, the backward; 5 with
-    several mini-batches) over 384 x ~2,240 tokens: ~20, 45 and 85 s; prefill ~9, 18 and 30 s.
-    With the build: ~1.5, 2.2 and 3.4 minutes per size, ~7.5 minutes in all with start-up.
-    Decoding grows linearly in --max-new-tokens (512 would take ~11 minutes). Memory, 3B: 12 GB of
-    weights, 12 of gradients, 25 of Adam moments and 12 for AdamW's foreach sqrt: ~62 GB at the
-    optimizer step."""
+    Its time on one H100 is estimated, not measured: a decode step of the eager loop is bound by
+    launching work, ~1 ms per layer (24 and 36 layers), and a step runs nine sample calls (three
+    task types x proposals, solve rates, solver), each to its longest row; with the byte
+    random model's single eos among 151,936 ids no row would ever stop: every call would run
+    to 1,024 steps, ~9 x 1,024 x 36 ms = 5.5 min a step at 3B. So the random model stops on one id
+    in STOP_EVERY (about 1 %, a mean response near 100 tokens, the longest of a call's rows
+    reaching ~500: lengths vary as a real model's do), and the default takes 16 prompts per (role,
+    task type): ~9 x 450 steps, ~1.6 and 2.4 min a step, ~9 minutes for both sizes with the
+    builds, updates and checkpoints. Memory is that of the full preset where
+    it matters: gen_batch 128 rows of cache (the solve-rate calls fill it), micro_batch 8."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = models.byte_tokenizer()
     args = grpo.get_args(["--model", "tiny", "--preset", "gpu", "--seed-tasks", "0", "--prompts", str(prompts),
                           "--max-new-tokens", str(max_new_tokens)])
-    args.ignore_stops = True  # a fixed length: random weights would end rows at random (tiny's eos is 1 id in 259)
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{where}, torch {torch.__version__}; preset gpu: {args.dtype} weights, amp {args.amp}, grad_ckpt"
-          f" {args.grad_ckpt}, prompts {args.prompts} x group {args.group} per (role, task type), max_new_tokens"
-          f" {args.max_new_tokens} (stop tokens ignored), gen_batch {args.gen_batch}, micro_batch {args.micro_batch},"
-          f" mini_batches {args.mini_batches}")
-    executor.validate([("def f(a):\n    return a", "1")])  # warm-up: the first size does not pay the pool's start
+          f" {args.grad_ckpt}, prompts {args.prompts} x group {args.group} per (role, task type), solve_samples"
+          f" {args.solve_samples}, max_new_tokens {args.max_new_tokens}, gen_batch {args.gen_batch}, micro_batch"
+          f" {args.micro_batch}, mini_batches {args.mini_batches}", flush=True)
+    feed = valid_tasks(max(args.prompts, 8))
     results = {}
     for size in sizes:
         figures = results[size] = {}
         t = time.perf_counter()
         try:
-            gpu_step(size, tokenizer, args, device, figures)
+            gpu_step(size, tokenizer, args, device, figures, feed)
         except torch.cuda.OutOfMemoryError:
             figures["error"] = "out of GPU memory"
         gc.collect()  # the model, its KV caches and the exception's frames, before the next size is built
@@ -488,39 +629,48 @@ def bench_gpu(sizes, prompts, max_new_tokens):
 
 
 def print_gpu_table(results, args):
-    """The figures of bench_gpu, one row per size, and what they do and do not measure."""
-    def cell(figures, key, spec):
-        return format(figures[key], spec) if figures.get(key) is not None else "-"
+    """The figures of bench_gpu: per size, step and phase one row, then the checkpoint, the checks
+    and the fixed-length decode; and what they do and do not measure."""
+    def cell(value, spec):
+        return "-" if value is None else format(value, spec)
 
-    print(f"{'size':>5} {'params':>7} {'prompt tok':>10} {'generate s':>10} {'execute s':>9} {'update s':>8}"
-          f" {'peak GiB':>8} {'step tok/s':>10} {'loop tok/s':>10} {'hf tok/s':>9} {'loop/hf':>7}")
+    print(f"{'size':>5} {'step':>4} {'phase':>11} {'seconds':>8} {'prefill s':>9} {'decode steps':>12}"
+          f" {'ms/step':>7} {'alloc GiB':>9} {'reserved GiB':>12}")
     for size, f in results.items():
-        n = f.get("parameters")
-        params = "-" if n is None else f"{n / 1e9:.2f}B" if n >= 1e8 else f"{n / 1e3:.0f}k"
-        prompt = f"{f['prompt_tokens_mean']:.0f}/{f['prompt_tokens_max']}" if "prompt_tokens_mean" in f else "-"
-        ratio = f"{f['loop_tokens_per_s'] / f['hf_tokens_per_s']:.2f}x" if "hf_tokens_per_s" in f else "-"
-        peak = "n/m" if "peak_gib" in f and f["peak_gib"] is None else cell(f, "peak_gib", ".1f")
-        print(f"{size:>5} {params:>7} {prompt:>10} {cell(f, 'generate_s', '.1f'):>10} {cell(f, 'execute_s', '.1f'):>9}"
-              f" {cell(f, 'update_s', '.1f'):>8} {peak:>8} {cell(f, 'step_tokens_per_s', '.0f'):>10}"
-              f" {cell(f, 'loop_tokens_per_s', '.0f'):>10} {cell(f, 'hf_tokens_per_s', '.0f'):>9} {ratio:>7}"
-              + (f"  {f['error']}" if "error" in f else ""))
-    stepped = [f for f in results.values() if "response_lengths" in f]
-    full = all(f["response_lengths"] == [args.max_new_tokens] for f in stepped)
-    valid = sum(f["valid_proposals"] for f in stepped)
-    print(f"""notes:
+        for step in (1, 2):
+            for phase in PHASES:
+                p = f.get(f"step {step}", {}).get(phase)
+                if p is None:
+                    continue
+                steps = p.get("decode_steps")
+                ms = 1000 * (p["seconds"] - p["prefill_s"]) / steps if steps else None
+                print(f"{size:>5} {step:>4} {phase:>11} {p['seconds']:8.1f} {cell(p.get('prefill_s'), '9.1f')}"
+                      f" {cell(steps, '12d')} {cell(ms, '7.1f')} {cell(p.get('peak_allocated_gib'), '9.1f')}"
+                      f" {cell(p.get('peak_reserved_gib'), '12.1f')}")
+        if "error" in f:
+            print(f"{size:>5}  {f['error']}")
+            continue
+        s1, c, par, fx = f["step 1"], f["checkpoint"], f["parity"], f["fixed length"]
+        n = f["parameters"]
+        print(f"{size:>5}: {n / 1e9:.2f}B parameters" if n >= 1e8 else f"{size:>5}: {n / 1e3:.0f}k parameters", end="")
+        print(f"; step 1: {s1['rows']} rows, {s1['valid']} valid proposals (fed), responses {s1['response_min']}-"
+              f"{s1['response_max']} tokens ({s1['response_tokens']} in all), prompts up to {s1['prompt_tokens_max']}")
+        print(f"       checkpoint {c['seconds']:.1f} s, {c['gb']:.2f} GB; nothing NaN: {'yes' if f['finite'] else 'NO'}")
+        print(f"       loop vs generate, {par['rows']} rows, prompts of {par['prompt_lengths'][0]}-{par['prompt_lengths'][1]}"
+              f" tokens left-padded: same tokens in {100 * par['same_tokens']:.0f} % of rows, largest log-prob gap"
+              f" to the loss's {par['logp_gap']:.2e}")
+        print(f"       fixed length: {fx['rows']} rows x {args.max_new_tokens} tokens in {fx['seconds']:.1f} s,"
+              f" prefill {fx['prefill_s']:.1f} s, {fx['ms_per_decode_step']:.1f} ms per decode step")
+    print("""notes:
   - weights are random (torch.manual_seed(0)), the models built from Qwen2.5's configs: nothing was downloaded.
-  - prompt tok (mean/max) counts the byte tokenizer's tokens (models.byte_tokenizer, one per byte), not Qwen's:
-    its BPE would give 3 to 4 times fewer, so prefill and the update see longer prompts than a real run would.
-  - with random weights every proposal is invalid ({valid} valid here), so no solve-rate samples are drawn: the
-    measured generation is the step's 6 x {args.prompts} sequences (3 task types x 2 roles x {args.prompts} prompts """
-          f"""x group {args.group}),
-    every one {args.max_new_tokens} tokens long (stop tokens ignored): {'yes' if full else 'NO'}.
-  - generate s includes the proposals' parsing; execute s is the solver answers' checking; update s is grpo.update
-    (the loss passes and AdamW) after the step. step tok/s: the step's new tokens per second of generate s.
-  - peak GiB: torch.cuda.max_memory_allocated over the build, the step and the update (n/m: not measured, CPU).
-  - loop and hf tok/s: sample(engine="loop") and Hugging Face generate (engine="hf"), each on the same
-    min(gen_batch, 6 x prompts) of the step's prompts at once, one sample each, {args.max_new_tokens} new tokens,
-    under the preset's autocast.""")
+  - prompts count the byte tokenizer's tokens (models.byte_tokenizer, one per byte), not Qwen's: its BPE would
+    give 3 to 4 times fewer, so prefill and the update see longer prompts than a real run would.
+  - random weights propose nothing valid: each invalid proposal is replaced by a valid toy task, so the
+    solve-rate phase draws its samples as in a real step; responses end where the random model draws its eos.
+  - phases: propose (the proposer's sampling and parsing), solve rates (solve-rate samples and their checks),
+    solver (the solver's sampling and rewards), update (grpo.update's loss passes and AdamW). ms/step: the
+    phase's seconds less its prefill, over its decode steps (execution counts in, so it is an upper bound).
+  - alloc / reserved GiB: torch.cuda.max_memory_allocated / max_memory_reserved within the phase (CUDA only).""")
 
 
 if __name__ == "__main__":
@@ -539,13 +689,13 @@ if __name__ == "__main__":
     sa_p.add_argument("--model", choices=["smollm2-135m"], help="also SmolLM2-135M, 8 samples of a 600-token prompt")
     sa_p.add_argument("--max-new-tokens", type=int, help="for the smollm2 and CUDA cases (default 128 and 1024)")
     gpu_p = sub.add_parser("gpu", help="one self-play step of the gpu preset on random-weight Qwen2.5 shapes")
-    gpu_p.add_argument("--sizes", default="0.5b,1.5b,3b" if torch.cuda.is_available() else "tiny",
-                       help=f"comma-separated, of {', '.join(QWEN_SHAPES)} (default: 0.5b,1.5b,3b on CUDA, "
-                            "tiny on CPU)")
-    gpu_p.add_argument("--max-new-tokens", type=number(int, 1), default=256, help="every response's length (default 256: "
-                       "all three sizes in about 8 minutes on one H100, see bench_gpu)")
-    gpu_p.add_argument("--prompts", type=number(int, 1), default=grpo.PRESETS["gpu"]["prompts"],
-                       help="prompts per (role, task type) (default: the gpu preset's 64)")
+    gpu_p.add_argument("--sizes", default="0.5b,3b" if torch.cuda.is_available() else "tiny",
+                       help=f"comma-separated, of {', '.join(QWEN_SHAPES)} (default: 0.5b,3b on CUDA, tiny on CPU)")
+    gpu_p.add_argument("--max-new-tokens", type=number(int, 1), default=1024,
+                       help="longest response (default 1024, the gpu preset's)")
+    gpu_p.add_argument("--prompts", type=number(int, 1), default=16,
+                       help="prompts per (role, task type) (default 16, so that two steps of both default sizes take "
+                            "about 10 minutes on one H100; the gpu preset's is 64)")
     args, rest = p.parse_known_args()
     if args.command not in ("step", "ranks") and rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -18,24 +18,35 @@ def one_thread():
 
 
 def test_gpu_bench_runs_the_tiny_size_end_to_end(capsys, one_thread):
-    """2 prompts per (role, task type), 8 new tokens: 12 sequences, every one exactly 8 tokens long
-    (stop tokens ignored), every figure a positive number, and the notes printed."""
-    results = bench.bench_gpu(["tiny"], prompts=2, max_new_tokens=8)
+    """1 prompt per (role, task type), 6 new tokens, two steps: per step and phase (proposals, solve
+    rates, solver, update) positive seconds, and for the sampling phases decode steps and prefill
+    seconds; every invalid proposal fed by a valid task, so the solve-rate phase runs; a checkpoint
+    of the tiny model's size; nothing NaN; the loop equal to generate, tokens and log-probs, on the
+    left-padded mixed-length batch (float32 on the CPU: exact); and the table printed."""
+    results = bench.bench_gpu(["tiny"], prompts=1, max_new_tokens=6)
     out = capsys.readouterr().out
     figures = results["tiny"]
-    assert "error" not in figures
-    assert figures["sequences"] == 6 * 2 and figures["response_lengths"] == [8]
-    assert figures["loop_tokens"] == figures["hf_tokens"] == 6 * 2 * 8  # the comparison's rows too
-    for key in ("parameters", "prompt_tokens_mean", "prompt_tokens_max", "generate_s", "execute_s", "update_s",
-                "step_tokens_per_s", "loop_tokens_per_s", "hf_tokens_per_s"):
-        assert isinstance(figures[key], (int, float)) and figures[key] > 0, key
-    assert figures["parameters"] == 263_424 and figures["valid_proposals"] == 0
-    if torch.cuda.is_available():
-        assert figures["peak_gib"] > 0
-    else:
-        assert figures["peak_gib"] is None and "not measured" in out
-    assert "byte tokenizer" in out and "no solve-rate samples are drawn" in out and "(stop tokens ignored): yes" in out
-    assert any(line.split()[:2] == ["tiny", "263k"] for line in out.splitlines())  # the table's row
+    assert "error" not in figures and figures["parameters"] == 263_424
+    for step in ("step 1", "step 2"):
+        phases = figures[step]
+        assert phases["rows"] == 6 * 1 and phases["valid"] == 3  # three proposals, all fed valid tasks
+        for phase in bench.PHASES:
+            assert phases[phase]["seconds"] > 0, (step, phase)
+        for phase in ("propose", "solve rates", "solver"):
+            assert phases[phase]["decode_steps"] >= 3 * 5 and phases[phase]["prefill_s"] > 0, (step, phase)
+        assert 1 <= phases["response_min"] <= phases["response_max"] <= 6
+        if torch.cuda.is_available():
+            assert phases["update"]["peak_allocated_gib"] > 0
+    assert figures["checkpoint"]["seconds"] > 0 and 0.001 < figures["checkpoint"]["gb"] < 0.01
+    assert figures["finite"] is True
+    parity = figures["parity"]
+    assert parity["same_tokens"] == 1.0 and parity["logp_gap"] < 1e-4
+    assert parity["prompt_lengths"][0] < parity["prompt_lengths"][1]  # mixed lengths, left-padded
+    fixed = figures["fixed length"]
+    assert fixed["decode_steps"] >= 5 and fixed["ms_per_decode_step"] > 0  # more when the prefill budget splits the rows
+    assert "byte tokenizer" in out and "valid toy task" in out and "nothing NaN: yes" in out
+    assert any(line.split()[:3] == ["tiny", "1", "propose"] for line in out.splitlines())  # the table's rows
+    assert any(line.split()[:3] == ["tiny", "2", "update"] for line in out.splitlines())
 
 
 @pytest.mark.parametrize("size, total, non_embedding", [("0.5b", 0.49e9, 0.36e9), ("1.5b", 1.54e9, 1.31e9),
