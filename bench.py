@@ -8,6 +8,7 @@ same run; run one at a time, on a quiet machine.
     python bench.py logprobs                     # peak memory: chunked log-probs + entropy vs full log_softmax
     python bench.py step [grpo.py flags]         # seconds per self-play step: loop + one pass vs HF generate + two passes
     python bench.py sampler [--model smollm2-135m]  # the decoding loop of sampling.py vs HF generate
+    python bench.py decode                       # ms per decode step: written-out step vs the model's forward
     python bench.py gpu [--sizes 0.5b,3b]        # will a gpu-preset run fit, how long: two steps, random-weight Qwen2.5
     python bench.py ranks [--steps 4] [grpo.py flags]  # seconds per step: 2 torchrun ranks x 1 thread vs 1 process x 2
     python bench.py memory                       # per-rank memory of full fine-tuning under FSDP, Qwen2.5 3B/7B/14B
@@ -360,6 +361,60 @@ def bench_sampler(model_name, max_new_tokens):
 
 
 # -----------------------------------------------------------------------------
+# One decode step: the loop's written-out step against the model's own forward
+
+
+def decode_ms(model, tokenizer, prompts, n, new_tokens, engine):
+    """(ms per decode step, decode steps, seconds) of one seeded sample call at a fixed length: the
+    call's seconds less its prefill seconds, over its decode steps (gpu_phases' counters)."""
+    device = model.device
+    with gpu_phases({}, {}, device) as counts:
+        sample(model, tokenizer, prompts[:2], 1, 2, seed=0, engine=engine)  # warm-up
+        before, t = dict(counts), time.perf_counter()
+        sample(model, tokenizer, prompts, n, new_tokens, seed=0, batch_size=len(prompts) * n, engine=engine,
+               ignore_stops=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t
+    steps = counts["decode_steps"] - before["decode_steps"]
+    return 1000 * (seconds - (counts["prefill_s"] - before["prefill_s"])) / steps, steps, seconds
+
+
+def bench_decode(new_tokens=64, repeats=3):
+    """Milliseconds per decode step, the eager loop (each step through the model's own forward)
+    against the loop's written-out step (sampling.decode_step), side by side in one run, the
+    median of `repeats` calls each: on a CPU proxy for launch-bound decoding, a random-weight
+    Qwen2 with Qwen2.5-0.5B's 24 layers at a small width (hidden 64, 4 query and 2 key-value
+    heads, over the byte tokenizer's 259 ids; at a larger width this 2-core CPU is bound by the
+    matrix products, not by launching them), 64 rows; and on the toy base, 8 prompts x 8 samples as
+    its preset rolls out. Ends with the proxy's speed-up."""
+    where = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
+    print(f"{where}, torch {torch.__version__}; {new_tokens} new tokens a row (stop tokens ignored), median of {repeats}")
+    tokenizer = models.byte_tokenizer()
+    config = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=24, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=len(tokenizer), tie_word_embeddings=True, bos_token_id=None,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    proxy = Qwen2ForCausalLM(config).eval()
+    toy, toy_tokenizer = models.load_model("toy")
+    texts = real_solver_texts(64)
+    cases = [("proxy: Qwen2.5-0.5B's 24 layers, width 64, 64 rows", proxy, tokenizer,
+              [text[:200] for text in texts], 1),
+             ("toy base, 8 prompts x 8 samples", toy, toy_tokenizer, [render_chat(toy_tokenizer, t) for t in texts[:8]], 8)]
+    ratios = []
+    for label, model, tok, prompts, n in cases:
+        ms = {}
+        for engine in ("eager", "loop"):
+            runs = sorted(decode_ms(model, tok, prompts, n, new_tokens, engine) for _ in range(repeats))
+            ms[engine], steps, _ = runs[len(runs) // 2]
+        ratios.append(ms["eager"] / ms["loop"])
+        print(f"{label}: eager {ms['eager']:.2f} ms, loop {ms['loop']:.2f} ms per decode step ({steps} steps):"
+              f" {ratios[-1]:.2f}x")
+    print(f"speed-up: {ratios[0]:.2f}x")
+    return ratios
+
+
+# -----------------------------------------------------------------------------
 # The gpu preset's path: one self-play step and its update on Qwen2.5's shapes, random weights
 
 # Qwen2.5-0.5B, -1.5B and -3B as their config.json has them (0.49B, 1.54B and 3.09B parameters, tied
@@ -408,15 +463,15 @@ def valid_tasks(k, seed=0):
 def gpu_phases(figures, feed, device):
     """Inside it, a self-play step is measured phase by phase: figures[phase] gets, summed over the
     step's calls, seconds, prefill seconds, decode steps (the loop's one-token forwards) and, on
-    CUDA, the peak allocated and reserved GiB. Phases: "propose" (the proposer's rollouts and the
-    parsing), "solve rates" (the solve-rate samples and their checks), "solver" (the solver's
-    rollouts and rewards). With random weights no proposal is valid, so `feed` ({task type: valid
+    CUDA, the peak allocated and reserved GiB. Phases: "rollouts" (the proposals and the solver's
+    answers, one decode, with their parsing, checks and rewards) and "solve rates" (the solve-rate
+    samples and their checks). With random weights no proposal is valid, so `feed` ({task type: valid
     tasks}) stands in for the invalid ones, and the solve-rate phase runs as in a real step."""
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     counts = {"prefill_s": 0.0, "decode_steps": 0, "in_prefill": False}
-    real = {name: getattr(sampling, name) for name in ("prefill", "forward")}
-    stages = {name: getattr(selfplay, name) for name in ("propose", "solve_rates", "solver_rollout", "make_tasks")}
+    real = {name: getattr(sampling, name) for name in ("prefill", "forward", "decode_step")}
+    stages = {name: getattr(selfplay, name) for name in ("proposals_and_answers", "solve_rates", "make_tasks")}
 
     def prefill(*args, **kwargs):
         sync()
@@ -431,6 +486,10 @@ def gpu_phases(figures, feed, device):
     def forward(*args, **kwargs):
         counts["decode_steps"] += not counts["in_prefill"]
         return real["forward"](*args, **kwargs)
+
+    def decode_step(*args, **kwargs):
+        counts["decode_steps"] += 1
+        return real["decode_step"](*args, **kwargs)
 
     def measured(name, fn):
         def run(*args, **kwargs):
@@ -455,10 +514,9 @@ def gpu_phases(figures, feed, device):
         return [t if t.valid else replace(feed[task_type][k % len(feed[task_type])], step=step)
                 for k, t in enumerate(tasks)]
 
-    patches = {sampling: {"prefill": prefill, "forward": forward},
-               selfplay: {"propose": measured("propose", stages["propose"]), "make_tasks": fed,
-                          "solve_rates": measured("solve rates", stages["solve_rates"]),
-                          "solver_rollout": measured("solver", stages["solver_rollout"])}}
+    patches = {sampling: {"prefill": prefill, "forward": forward, "decode_step": decode_step},
+               selfplay: {"proposals_and_answers": measured("rollouts", stages["proposals_and_answers"]),
+                          "make_tasks": fed, "solve_rates": measured("solve rates", stages["solve_rates"])}}
     try:
         for module, names in patches.items():
             for name, fn in names.items():
@@ -569,7 +627,7 @@ def gpu_step(size, tokenizer, args, device, figures, feed):
     figures["finite"] = finite
 
 
-PHASES = ("propose", "solve rates", "solver", "update")
+PHASES = ("rollouts", "solve rates", "update")
 STOP_EVERY = 100  # the random model stops on one token id in this many: responses of ~100 tokens, varied
 
 
@@ -590,15 +648,15 @@ def bench_gpu(sizes, prompts, max_new_tokens):
 
         python bench.py gpu 2>&1 | tee $OUT/bench_gpu.txt
 
-    Its time on one H100 is estimated, not measured: a decode step of the eager loop is bound by
-    launching work, ~1 ms per layer (24 and 36 layers), and a step runs nine sample calls (three
-    task types x proposals, solve rates, solver), each to its longest row; with the byte
-    random model's single eos among 151,936 ids no row would ever stop: every call would run
-    to 1,024 steps, ~9 x 1,024 x 36 ms = 5.5 min a step at 3B. So the random model stops on one id
-    in STOP_EVERY (about 1 %, a mean response near 100 tokens, the longest of a call's rows
-    reaching ~500: lengths vary as a real model's do), and the default takes 16 prompts per (role,
-    task type): ~9 x 450 steps, ~1.6 and 2.4 min a step, ~9 minutes for both sizes with the
-    builds, updates and checkpoints. Memory is that of the full preset where
+    Its time on one H100 is estimated, not measured: a decode step of the eager forward is bound by
+    launching work, ~1 ms per layer (24 and 36 layers; the written-out step launches about a
+    third as many operations, so perhaps 0.4 ms), and a step runs two sample calls (the
+    proposals with the solver's answers, then the solve rates), each to its longest row. With the
+    random model's single eos among 151,936 ids no row would ever stop, so the random model stops
+    on one id in STOP_EVERY (about 1 %: a mean response near 100 tokens, the longest of a call's
+    rows reaching ~500, lengths varied as a real model's are). At 16 prompts per (role, task type)
+    that is ~2 x 600 decode steps a step: ~0.3-0.7 min a step at 0.5B and 0.5-1 min at 3B, with the
+    builds, updates and checkpoints ~5-8 minutes for both sizes. Memory is that of the full preset where
     it matters: gen_batch 128 rows of cache (the solve-rate calls fill it), micro_batch 8."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = models.byte_tokenizer()
@@ -667,8 +725,8 @@ def print_gpu_table(results, args):
     give 3 to 4 times fewer, so prefill and the update see longer prompts than a real run would.
   - random weights propose nothing valid: each invalid proposal is replaced by a valid toy task, so the
     solve-rate phase draws its samples as in a real step; responses end where the random model draws its eos.
-  - phases: propose (the proposer's sampling and parsing), solve rates (solve-rate samples and their checks),
-    solver (the solver's sampling and rewards), update (grpo.update's loss passes and AdamW). ms/step: the
+  - phases: rollouts (the proposals and the solver's answers in one decode, their parsing, checks and rewards),
+    solve rates (the solve-rate samples, one decode, and their checks), update (grpo.update's passes and AdamW). ms/step: the
     phase's seconds less its prefill, over its decode steps (execution counts in, so it is an upper bound).
   - alloc / reserved GiB: torch.cuda.max_memory_allocated / max_memory_reserved within the phase (CUDA only).""")
 
@@ -688,6 +746,8 @@ if __name__ == "__main__":
     sa_p = sub.add_parser("sampler", help="seconds and tokens/s of sampling.py's loop vs HF generate")
     sa_p.add_argument("--model", choices=["smollm2-135m"], help="also SmolLM2-135M, 8 samples of a 600-token prompt")
     sa_p.add_argument("--max-new-tokens", type=int, help="for the smollm2 and CUDA cases (default 128 and 1024)")
+    dec_p = sub.add_parser("decode", help="ms per decode step: the loop's written-out step vs the model's forward")
+    dec_p.add_argument("--new-tokens", type=number(int, 2), default=64, help="new tokens a row (default 64)")
     gpu_p = sub.add_parser("gpu", help="one self-play step of the gpu preset on random-weight Qwen2.5 shapes")
     gpu_p.add_argument("--sizes", default="0.5b,3b" if torch.cuda.is_available() else "tiny",
                        help=f"comma-separated, of {', '.join(QWEN_SHAPES)} (default: 0.5b,3b on CUDA, tiny on CPU)")
@@ -707,6 +767,8 @@ if __name__ == "__main__":
         bench_logprobs()
     elif args.command == "sampler":
         bench_sampler(args.model, args.max_new_tokens)
+    elif args.command == "decode":
+        bench_decode(args.new_tokens)
     elif args.command == "gpu":
         sizes = [size.strip() for size in args.sizes.split(",") if size.strip()]
         unknown = [size for size in sizes if size not in QWEN_SHAPES]

@@ -45,6 +45,7 @@ from proposer import PROPOSER_REWARDS, REWARD_LEVELS, load_buffer, new_buffers, 
 from rlvr import data_problem, load_data, rlvr_rollouts
 from rollout import adamw, autocast, micro_batches, mini_batch_split, optimizer_step, placed, timed
 from selfplay import seed_buffers, self_play
+from sampling import ENGINES
 from runs import TRACKERS, keep_lines_until, last_checkpoint, number, open_tracker, save_checkpoint, tracker_problem
 from sft import sft_rows, sft_update
 from solver import FORMAT_RULES, TASK_TYPES, TRIPLET_TYPES
@@ -202,13 +203,20 @@ def shares_prompts(args):
     return args.share_prompts and not args.grad_ckpt and args.group > 1
 
 
+def block_of(row):
+    """A row's (role, task type): the block AZR's loss weighs as one (--loss-weight blocks)."""
+    return row.role, row.task_type
+
+
 def batches_of(rows, keys, args):
     """The rows `keys` in forward passes: when shares_prompts, runs of consecutive rows that share
     their prompt (a group's G samples), at most --micro-batch rows each; else plain micro-batches
-    of --micro-batch rows."""
-    out, shared = [], shares_prompts(args)
+    of --micro-batch rows. With --loss-weight blocks no pass holds rows of two blocks."""
+    out, shared, blocks = [], shares_prompts(args), args.loss_weight == "blocks"
     for k in keys:
-        if out and len(out[-1]) < args.micro_batch and (not shared or rows[out[-1][-1]].prompt_ids == rows[k].prompt_ids):
+        last = rows[out[-1][-1]] if out else None
+        if out and len(out[-1]) < args.micro_batch and (not shared or last.prompt_ids == rows[k].prompt_ids) \
+                and (not blocks or block_of(last) == block_of(rows[k])):
             out[-1].append(k)
         else:
             out.append([k])
@@ -274,6 +282,9 @@ def update(model, optimizer, rows, args, ref_model=None):
     model.train()
     for part in parts:
         tokens = sum(len(rows[k].response_ids) for k in part)
+        block_tokens = {}
+        for k in part:
+            block_tokens[block_of(rows[k])] = block_tokens.get(block_of(rows[k]), 0) + len(rows[k].response_ids)
         optimizer.zero_grad(set_to_none=True)
         for keys, counted in distributed.rank_batches(batches_of(rows, part, args)):
             with autocast(args, device):
@@ -289,8 +300,12 @@ def update(model, optimizer, rows, args, ref_model=None):
                     ref_logp=placed([ref[k] for k in keys], response) if ref else None,
                     entropy=H if args.entropy_coef > 0 else None, entropy_coef=args.entropy_coef)
                 # each batch's share of the whole mini-batch's aggregate: tokens for token-mean,
-                # sequences for the two per-sequence modes
-                share = response.sum().item() / tokens if args.loss_agg == "token-mean" else len(keys) / len(part)
+                # sequences for the two per-sequence modes; with --loss-weight blocks its share of its
+                # (role, task type) block's tokens, each block weighing 1 / the number of blocks
+                if args.loss_weight == "blocks":
+                    share = response.sum().item() / block_tokens[block_of(rows[keys[0]])] / len(block_tokens)
+                else:
+                    share = response.sum().item() / tokens if args.loss_agg == "token-mean" else len(keys) / len(part)
             (loss * share * distributed.loss_scale(counted)).backward()  # alone: x 1
             if counted:
                 stats["clip_frac"] += loss_stats["clip_frac"] * share / len(parts)
@@ -406,6 +421,10 @@ def parser():
                         "the same over sequences; grpo: per prompt; drgrpo: per prompt, no std")
     p.add_argument("--loss-agg", choices=["token-mean", "seq-mean-token-mean", "seq-sum-norm"], default="token-mean",
                    help="token-mean (DAPO, verl), sequence mean of token means (GRPO), sum / max-new-tokens (Dr. GRPO)")
+    p.add_argument("--loss-weight", choices=["tokens", "blocks"], default="tokens",
+                   help="tokens: one token mean over the mini-batch, every response token weighs the same; blocks: "
+                        "AZR as released, each (role, task type) block a token mean of its own, the blocks weighing "
+                        "the same whatever their lengths (with --loss-agg token-mean)")
     p.add_argument("--clip-low", type=number(float, 0, 1, below=True), default=0.2, help="ratio clip below 1")
     p.add_argument("--clip-high", type=number(float, 0), default=0.2, help="ratio clip above 1 (DAPO: 0.28)")
     p.add_argument("--kl-coef", type=number(float, 0), default=0.0, help="k3 KL to the frozen initial model (AZR: 0)")
@@ -424,8 +443,10 @@ def parser():
     p.add_argument("--mini-batches", type=COUNT, help="optimizer steps per batch (AZR: 1, all 384 sequences at once)")
     p.add_argument("--micro-batch", type=COUNT, help="sequences per forward/backward (gradient accumulation)")
     p.add_argument("--gen-batch", type=COUNT, help="sequences decoded at once")
-    p.add_argument("--sampler", choices=["loop", "hf"], default="loop",
-                   help="loop: sampling.py's decoding loop; hf: Hugging Face generate (the reference, slower)")
+    p.add_argument("--sampler", choices=ENGINES, default="loop",
+                   help="loop: sampling.py's decoding loop, each decode step written out for Llama and Qwen2 models; "
+                        "eager: the same loop through the model's own forward (the reference); hf: Hugging Face "
+                        "generate (slower)")
     p.add_argument("--share-prompts", action=argparse.BooleanOptionalAction, default=True,
                    help="forward a prompt once for the samples that share it in the update (same loss and gradient)")
     p.add_argument("--two-pass", action="store_true",
@@ -466,6 +487,9 @@ def check_args(p, args):
     if args.duplicate_penalty and distributed.launched():
         p.error("--duplicate-penalty checks a proposal against the earlier ones of the whole batch, other ranks' "
                 "under torchrun: run it in one process")
+    if args.loss_weight == "blocks" and args.loss_agg != "token-mean":
+        p.error(f"--loss-weight blocks takes a token mean within each block: use it with --loss-agg token-mean, "
+                f"not {args.loss_agg}")
     if args.group == 1 and args.advantage in ("grpo", "drgrpo"):
         p.error(f"--advantage {args.advantage} needs --group of at least 2 (a group of one has no baseline); use trr++")
     if args.resume:

@@ -49,13 +49,11 @@ def data_problem(data):
 
 
 def rlvr_rollouts(step, model, tokenizer, tasks, args):
-    """One RLVR step: per task type, args.prompts tasks drawn at random, args.group answers to each,
-    rewarded for training. Returns (rows, records, times) as self_play does (no proposals: records
+    """One RLVR step: per task type, args.prompts tasks drawn at random, args.group answers to each
+    (every type in one sample call), rewarded for training. Returns (rows, records, times) as self_play does (no proposals: records
     is empty)."""
     rng, seeds = step_randomness(args.seed, step)
-    rows, times = [], {"generate": 0.0, "execute": 0.0}
-    for task_type in args.task_types:
-        chosen = [t.task for t in rng.sample(tasks, min(args.prompts, len(tasks)))]
-        rows += solver_rollout(model, tokenizer, task_type, chosen, args, seed=next(seeds), first_prompt=len(rows),
-                               times=times)
-    return rows, [], times
+    times = {"generate": 0.0, "execute": 0.0}
+    chosen = [(task_type, t.task) for task_type in args.task_types
+              for t in rng.sample(tasks, min(args.prompts, len(tasks)))]
+    return solver_rollout(model, tokenizer, chosen, args, seed=next(seeds), first_prompt=0, times=times), [], times

@@ -4,8 +4,8 @@ and the pieces of a training step the study's three methods share, so that their
 on one copy of each.
 
 A Row is one prompt and one response as token ids, with its role (proposer or solver), task type,
-prompt group, reward, and whether it trains. AZR self-play (selfplay.py), RLVR (rlvr.py) and SFT
-(sft.py) all build Rows; the updates (grpo.update, sft.sft_update) batch them back into tensors
+prompt group, reward, and whether it trains. `rollout` samples any mix of roles and task types in
+one decode. AZR self-play (selfplay.py), RLVR (rlvr.py) and SFT (sft.py) all build Rows; the updates (grpo.update, sft.sft_update) batch them back into tensors
 (`micro_batches`). Shared by all three: the step's random draws (`step_randomness`), its timer
 (`timed`), the split of a batch into optimizer steps (`mini_batch_split`) and the optimizer step
 itself (`optimizer_step`).
@@ -84,40 +84,55 @@ def autocast(args, device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(args.amp), cache_enabled=False)
 
 
-def rollout(model, tokenizer, user_texts, n, args, seed, role, task_type, first_prompt):
-    """n samples of each user text, as Rows (reward still 0) and their response texts as the model
-    said them (chat.completion: with the r1 scaffold, after the prefilled <think>). Under torchrun
-    each rank samples from a seed of its own (distributed.rank_seed; alone, `seed`)."""
+def rollout(model, tokenizer, asks, n, args, seed, first_prompt=0):
+    """n samples of each ask, a (user text, role, task type), in ONE sample call whatever the roles
+    and task types (the loop admits rows as others end, so short calls' tails overlap), as Rows
+    (reward still 0, prompt first_prompt + the ask's index), their response texts as the model
+    said them (chat.completion: with the r1 scaffold, after the prefilled <think>), and each row's
+    ask index. Under torchrun each rank samples from a seed of its own (distributed.rank_seed;
+    alone, `seed`)."""
     template = resolve_template(tokenizer, args.template)
-    prompts = [render_prompt(tokenizer, text, template) for text in user_texts]
+    prompts = [render_prompt(tokenizer, text, template) for text, _, _ in asks]
     with autocast(args, model.device):
         out = sample(model, tokenizer, prompts, n, args.max_new_tokens, temperature=args.temperature, top_p=1.0,
                      seed=distributed.rank_seed(seed), batch_size=args.gen_batch,
                      engine=getattr(args, "sampler", "loop"),
                      ignore_stops=getattr(args, "ignore_stops", False))
-    rows = []
-    for b in range(len(out["texts"])):
+    rows, index = [], out["prompt_index"].tolist()
+    for b, k in enumerate(index):
         response = out["response_mask"][b].bool()
         prompt = out["attention_mask"][b].bool() & ~response
+        _, role, task_type = asks[k]
         rows.append(Row(out["input_ids"][b][prompt].tolist(), out["input_ids"][b][response].tolist(), role,
-                        task_type, first_prompt + int(out["prompt_index"][b]), truncated=bool(out["truncated"][b])))
-    return rows, [completion(t, template) for t in out["texts"]], out["prompt_index"].tolist()
+                        task_type, first_prompt + k, truncated=bool(out["truncated"][b])))
+    return rows, [completion(t, template) for t in out["texts"]], index
 
 
-def solver_rollout(model, tokenizer, task_type, tasks, args, seed, first_prompt, times):
-    """The solver's args.group answers to each task, played as task_type, as Rows with their training
-    rewards (solver.solver_rewards: the format penalties, then 1 or -0.5): the solver's half of a
-    step, the same in AZR self-play and RLVR. Adds its seconds to times["generate"] and ["execute"].
-    Under torchrun each rank answers and rewards its share of the tasks, and all get every Row."""
+def by_type(items, types):
+    """{task type: the positions of items whose type it is}, in order; types[i] is item i's."""
+    out = {}
+    for k, t in enumerate(types):
+        out.setdefault(t, []).append(k)
+    return out
+
+
+def solver_rollout(model, tokenizer, tasks, args, seed, first_prompt, times):
+    """The solver's args.group answers to each (task type, task), every type in one sample call, as
+    Rows with their training rewards (solver.solver_rewards: the format penalties, then 1 or
+    -0.5): the solver's half of a step, the same in AZR self-play and RLVR. Adds its seconds to
+    times["generate"] and ["execute"]. Under torchrun each rank answers and rewards its share of
+    the tasks, and all get every Row."""
     def answer(lo, hi):  # tasks[lo:hi]
         with timed(times, "generate"):
-            rows, responses, index = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in tasks[lo:hi]],
-                                             args.group, args, seed=seed, role="solver", task_type=task_type,
-                                             first_prompt=first_prompt + lo)
+            rows, responses, index = rollout(model, tokenizer, [(solver_prompt(t, task), "solver", t)
+                                                                for t, task in tasks[lo:hi]],
+                                             args.group, args, seed=seed, first_prompt=first_prompt + lo)
         with timed(times, "execute"):
-            rewards = solver_rewards(task_type, [tasks[lo + i] for i in index], responses, train=True, rule=args.format)
-        for row, reward in zip(rows, rewards):
-            row.reward = reward
+            for task_type, ks in by_type(rows, [r.task_type for r in rows]).items():
+                rewards = solver_rewards(task_type, [tasks[lo + index[k]][1] for k in ks], [responses[k] for k in ks],
+                                         train=True, rule=args.format)
+                for k, reward in zip(ks, rewards):
+                    rows[k].reward = reward
         return rows
     return distributed.shared(len(tasks), answer, times)
 

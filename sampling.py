@@ -56,6 +56,7 @@ def left_pad(sequences, pad_id):
 # -----------------------------------------------------------------------------
 # the decoding loop
 
+ENGINES = ("loop", "eager", "hf")  # sample's engines: the loop, the loop through the model's forward, HF generate
 # most prompt tokens one prefill forward takes (padding included): AZR's vLLM setting,
 # max_num_batched_tokens = 16,384, bounds the activations of a long prompt batch
 PREFILL_TOKENS = 16_384
@@ -72,7 +73,12 @@ def draw(logits, temperature, top_p):
         cut_sorted = sorted_q.cumsum(-1) - sorted_q >= top_p
         cut = torch.zeros_like(cut_sorted).scatter(-1, order, cut_sorted)
         logq = logq.masked_fill(cut, float("-inf")).log_softmax(-1)
-    token = torch.multinomial(logq.exp(), 1).squeeze(1)
+    # inverse-CDF sampling: the first token whose cumulative mass exceeds a uniform draw of the total
+    # (right=True: never a token of zero mass). One uniform a row; on a CPU torch.multinomial takes
+    # 15x longer (1.5 ms a step at the toy base's 903 ids, most of its decode step)
+    mass = logq.exp().cumsum(-1)
+    u = torch.rand(len(mass), 1, device=mass.device) * mass[:, -1:]
+    token = torch.searchsorted(mass, u, right=True).squeeze(1).clamp_(max=mass.shape[1] - 1)
     return token, logq.gather(-1, token[:, None]).squeeze(1)
 
 
@@ -142,6 +148,78 @@ class RoomyLayer(DynamicLayer):
         self.view()
 
 
+# -----------------------------------------------------------------------------
+# one decode step, written out: the model's forward for one new token per row, in plain torch ops
+
+
+def written_out(model):
+    """Whether `decode_step` can run the model: a Llama-family decoder as transformers builds Llama
+    and Qwen2 (pre-norm RMSNorm, rotary attention with grouped keys and values, a gated MLP, no
+    sliding window), attention by "sdpa" or "eager". Any other model decodes through its own forward."""
+    config = model.config
+    return (config.model_type in ("llama", "qwen2") and not getattr(config, "use_sliding_window", False)
+            and getattr(config, "_attn_implementation", "sdpa") in ("sdpa", "eager")
+            and not getattr(config, "pretraining_tp", 1) > 1)
+
+
+def _attend(q, keys, values, bias, scale):
+    """Attention of one query per row over the cached keys and values: softmax(q k^T scale + bias) v,
+    bias 0 on the columns a row sees and -inf elsewhere. q (B, heads, head dim); keys and values
+    (B, kv heads, columns, head dim); bias (B x kv heads, group, columns). The query heads that
+    share a key-value head (grouped-query attention: query head h reads key-value head h // group)
+    are one matrix product with it. Written out because CPU scaled-dot-product attention is slow
+    for a single query (about 2 ms a layer at 64 rows). Returns (B, heads x head dim)."""
+    B, heads, dim = q.shape
+    kv = keys.shape[1]
+    scores = torch.baddbmm(bias, q.reshape(B * kv, heads // kv, dim), keys.reshape(B * kv, -1, dim).transpose(1, 2),
+                           alpha=scale)
+    return torch.bmm(scores.softmax(-1), values.reshape(B * kv, -1, dim)).view(B, heads * dim)
+
+
+def decode_step(model, cache, token, mask):
+    """The next-token logits (B, V) after one new token per row: what
+    forward(model, cache, input_ids=token[:, None], attention_mask=mask, position_ids=...)
+    gives, the new token at position_ids(mask)'s last column, its keys and values written into the
+    cache's rooms in place (RoomyLayer.update). The same arithmetic, with no module calls, mask
+    building or cache bookkeeping between the operations, and fewer of them (the residual added in
+    the projection's product, rotary embedding on queries and keys at once, the attention's scale
+    and mask in its first product): on a small model launching operations, not the arithmetic, is
+    most of a decode step (about 60 a layer through the model's forward, about 20 here). For models
+    where written_out is true; mask (B, columns) covers the cached columns and the new one."""
+    inner = model.get_decoder()
+    attn = inner.layers[0].self_attn
+    B, dim = len(token), attn.head_dim
+    heads, kv = attn.q_proj.out_features // dim, attn.k_proj.out_features // dim
+    h = inner.embed_tokens(token)  # (B, H)
+    cos, sin = (t.view(B, 1, dim) for t in inner.rotary_emb(h[:, None], position_ids(mask)[:, -1:]))
+    half = dim // 2
+    bias = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill_(mask == 0, float("-inf"))
+    bias = bias[:, None, None, :].expand(B, kv, heads // kv, -1).reshape(B * kv, heads // kv, -1)
+    for layer, room in zip(inner.layers, cache.layers):
+        attn, mlp = layer.self_attn, layer.mlp
+        norm = layer.input_layernorm
+        x = F.rms_norm(h, norm.weight.shape, norm.weight, norm.variance_epsilon)
+        q, k, v = (F.linear(x, p.weight, p.bias) for p in (attn.q_proj, attn.k_proj, attn.v_proj))
+        qk = torch.cat((q, k), 1).view(B, heads + kv, dim)
+        qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), -1) * sin  # rotary: x cos + rotate_half(x) sin
+        keys, values = room.update(qk[:, heads:, None], v.view(B, kv, 1, dim))
+        out = _attend(qk[:, :heads], keys, values, bias.to(qk.dtype), attn.scaling)
+        h = _linear_added(h, out, attn.o_proj)
+        norm = layer.post_attention_layernorm
+        x = F.rms_norm(h, norm.weight.shape, norm.weight, norm.variance_epsilon)
+        h = _linear_added(h, mlp.act_fn(F.linear(x, mlp.gate_proj.weight)) * F.linear(x, mlp.up_proj.weight), mlp.down_proj)
+    norm = inner.norm  # the embedding and the lm_head as modules: once a step, and their hooks run
+    return model.get_output_embeddings()(F.rms_norm(h, norm.weight.shape, norm.weight, norm.variance_epsilon))
+
+
+def _linear_added(h, x, linear):
+    """h + linear(x), the residual added within the product (one operation) where there is no bias
+    and no autocast (which would cast the residual stream to bf16 with it)."""
+    if linear.bias is not None or torch.is_autocast_enabled(h.device.type):
+        return h + F.linear(x, linear.weight, linear.bias)
+    return torch.addmm(h, x, linear.weight.t())
+
+
 def prefill(model, prompt_ids, prompt_mask, repeats):
     """Run k distinct left-padded prompts once; return each layer's (keys, values), the attention
     mask and the next-token logits, row i repeated repeats[i] times (the samples sharing prompt i).
@@ -194,7 +272,7 @@ def kept(active, done):
 
 
 def decode(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temperature, top_p, batch_size, pad_id,
-           prefill_tokens=PREFILL_TOKENS):
+           prefill_tokens=PREFILL_TOKENS, written=True):
     """The loop: n samples of each (left-padded) prompt, at most batch_size rows decoded at once.
 
     Rows wait in a queue as groups (a prompt and at most batch_size samples of it). Each step:
@@ -203,7 +281,8 @@ def decode(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temperature
     forwarded once for its group; the first group always goes in); stop with an error naming the
     row if any logits are not finite; draw a token for every active row; drop the rows
     that ended, with their cache rows and the cache columns no row uses any more; run the others'
-    new tokens, each at position_ids of its row's mask. A group waits rather than being split, so a
+    new tokens, each at position_ids of its row's mask (`decode_step`, or with written=False the
+    model's own forward: the reference, for any model). A group waits rather than being split, so a
     prompt is prefilled ceil(n / batch_size) times. The cache has min(batch_size, B) rows and
     P + 2 max_new_tokens columns: a view is at most P + max_new_tokens wide, so one moved to the
     left end leaves max_new_tokens columns, within which every row present ends.
@@ -251,8 +330,11 @@ def decode(model, prompt_ids, prompt_mask, n, stops, max_new_tokens, temperature
             rows, token = rows[order], token[order]
         if len(rows):
             cache, mask = active[0], F.pad(active[1], (0, 1), value=1)
-            logits = forward(model, cache, input_ids=token[:, None], attention_mask=mask,
-                             position_ids=position_ids(mask)[:, -1:]).logits[:, -1]
+            if written:
+                logits = decode_step(model, cache, token, mask)
+            else:
+                logits = forward(model, cache, input_ids=token[:, None], attention_mask=mask,
+                                 position_ids=position_ids(mask)[:, -1:]).logits[:, -1]
             active = cache, mask, logits
     return tokens, lengths, stopped, logps
 
@@ -313,12 +395,14 @@ def sample(model, tokenizer, prompts, n, max_new_tokens, temperature=1.0, top_p=
     seed: seeds torch's global generator, so a seed gives the same samples for the same batch_size.
     batch_size bounds how many rows are decoded at once; prefill_tokens how many prompt tokens one
     prefill forward takes (engine "loop").
-    engine: "loop" (this file's decoding loop) or "hf" (Hugging Face generate, the reference).
+    engine: "loop" (this file's decoding loop, each decode step written out (`decode_step`) where
+    the model allows, else its forward), "eager" (the same loop through the model's own forward at
+    every step: the reference it is tested against) or "hf" (Hugging Face generate).
     ignore_stops: no token ends a row, so every response is max_new_tokens long and truncated is all
     True; a stop token drawn stays in the response like any other (the distribution is unchanged).
     For benchmarks of a fixed length, where random weights would otherwise end rows at random."""
-    assert engine in ("loop", "hf") and max_new_tokens >= 1
-    assert not (return_logprobs and engine == "hf"), "return_logprobs needs engine='loop'"
+    assert engine in ENGINES and max_new_tokens >= 1
+    assert not (return_logprobs and engine == "hf"), "return_logprobs needs engine 'loop' or 'eager'"
     stops = stop_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     prompt_ids, prompt_mask = left_pad(tokenizer(list(prompts), add_special_tokens=False).input_ids, pad_id)
@@ -329,8 +413,9 @@ def sample(model, tokenizer, prompts, n, max_new_tokens, temperature=1.0, top_p=
         torch.manual_seed(seed)
     try:
         settings = (n, [] if ignore_stops else stops, max_new_tokens, temperature, top_p, batch_size, pad_id)
-        if engine == "loop":
-            out = decode(model, prompt_ids, prompt_mask, *settings, prefill_tokens=prefill_tokens)
+        if engine != "hf":
+            out = decode(model, prompt_ids, prompt_mask, *settings, prefill_tokens=prefill_tokens,
+                         written=engine == "loop" and written_out(model))
         else:
             out = generate_hf(model, prompt_ids, prompt_mask, *settings)
     finally:

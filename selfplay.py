@@ -18,7 +18,7 @@ from tqdm import tqdm
 import distributed
 from proposer import (add_to_buffer, induction_proposal_prompt, make_tasks, proposal_prompt, proposer_reward,
                       sample_references)
-from rollout import rollout, solver_rollout, step_randomness, timed
+from rollout import by_type, rollout, step_randomness, timed
 from solver import solver_prompt, solver_rewards
 
 
@@ -46,12 +46,13 @@ def proposer_prompts(task_type, buffers, args, rng):
             for _ in range(args.prompts)], None
 
 
-def propose(model, tokenizer, task_type, texts, programs, buffer, args, seed, step, first_prompt=0):
+def propose(model, tokenizer, task_type, texts, programs, buffer, args, seed, step):
     """args.group proposals for each prompt text, as (rows, tasks); programs: induction's, per text.
-    Under torchrun each rank samples and runs its share of the texts, and all get every proposal."""
+    Seeding's proposals, one task type at a time. Under torchrun each rank samples and runs its
+    share of the texts, and all get every proposal."""
     def write(lo, hi):  # texts[lo:hi]
-        rows, responses, index = rollout(model, tokenizer, texts[lo:hi], args.group, args, seed=seed, role="proposer",
-                                         task_type=task_type, first_prompt=first_prompt + lo)
+        rows, responses, index = rollout(model, tokenizer, [(text, "proposer", task_type) for text in texts[lo:hi]],
+                                         args.group, args, seed=seed, first_prompt=lo)
         tasks = make_tasks(task_type, responses, step, buffer,
                            programs=[programs[lo + i] for i in index] if programs else None,
                            num_inputs=args.induction_inputs, dedupe=args.duplicate_penalty, rule=args.format)
@@ -59,21 +60,61 @@ def propose(model, tokenizer, task_type, texts, programs, buffer, args, seed, st
     return distributed.shared(len(texts), write)
 
 
-def solve_rates(model, tokenizer, task_type, tasks, args, seed, times):
-    """Each task's solve rate, the mean of args.solve_samples solver samples at evaluation reward
-    (1/0), and those samples' mean response length, as two lists. Under torchrun each rank samples
-    and checks its share of the tasks."""
+def proposals_and_answers(model, tokenizer, plans, buffers, args, seed, step, times):
+    """The step's first decode: args.group proposals to every proposer prompt and args.group answers
+    to every solver task, of every task type, in ONE sample call (the solver's tasks are the
+    buffers' as they stood at the step's start, so they need not wait for the proposals; one call
+    instead of one per role and type, and the tails of short calls overlap). Then each type's
+    proposals are parsed and checked (make_tasks) and the answers rewarded (solver_rewards,
+    training). Returns (rows, tasks): the proposer rows of every type, then the solver rows, and
+    per row its Task (None for a solver row). Under torchrun each rank takes its share of the prompts."""
+    asks, items = [], []  # items: the program an induction prompt shows, the task a solver prompt poses
+    for task_type in args.task_types:
+        texts, programs, _ = plans[task_type]
+        asks += [(text, "proposer", task_type) for text in texts]
+        items += programs or [None] * len(texts)
+    for task_type in args.task_types:
+        asks += [(solver_prompt(task_type, task), "solver", task_type) for task in plans[task_type][2]]
+        items += plans[task_type][2]
+
+    def work(lo, hi):  # asks[lo:hi]
+        with timed(times, "generate"):
+            rows, responses, index = rollout(model, tokenizer, asks[lo:hi], args.group, args, seed=seed, first_prompt=lo)
+        tasks = [None] * len(rows)
+        with timed(times, "execute"):
+            for (role, task_type), ks in by_type(rows, [(r.role, r.task_type) for r in rows]).items():
+                said, shown = [responses[k] for k in ks], [items[lo + index[k]] for k in ks]
+                if role == "proposer":
+                    made = make_tasks(task_type, said, step, buffers[task_type],
+                                      programs=shown if task_type == "induction" else None,
+                                      num_inputs=args.induction_inputs, dedupe=args.duplicate_penalty, rule=args.format)
+                    for k, task in zip(ks, made):
+                        tasks[k] = task
+                else:
+                    for k, reward in zip(ks, solver_rewards(task_type, shown, said, train=True, rule=args.format)):
+                        rows[k].reward = reward
+        return rows, tasks
+    return distributed.shared(len(asks), work, times)
+
+
+def solve_rates(model, tokenizer, tasks, args, seed, times):
+    """Each (task type, task)'s solve rate, the mean of args.solve_samples solver samples at
+    evaluation reward (1/0), and those samples' mean response length, as two lists: every task of
+    every type in ONE sample call. Under torchrun each rank samples and checks its share of the tasks."""
     def solve(lo, hi):  # tasks[lo:hi]
         with timed(times, "generate"):
-            tries, answers, owner = rollout(model, tokenizer, [solver_prompt(task_type, t) for t in tasks[lo:hi]],
-                                            args.solve_samples, args, seed=seed, role="solver", task_type=task_type,
-                                            first_prompt=0)
+            tries, answers, owner = rollout(model, tokenizer, [(solver_prompt(t, task), "solver", t)
+                                                               for t, task in tasks[lo:hi]],
+                                            args.solve_samples, args, seed=seed)
+        solved, lengths = [0.0] * (hi - lo), [0.0] * (hi - lo)
         with timed(times, "execute"):
-            solved = solver_rewards(task_type, [tasks[lo + i] for i in owner], answers, train=False, rule=args.format)
-        rates = [sum(s for s, o in zip(solved, owner) if o == i) / args.solve_samples for i in range(hi - lo)]
-        lengths = [sum(len(r.response_ids) for r, o in zip(tries, owner) if o == i) / args.solve_samples
-                   for i in range(hi - lo)]
-        return rates, lengths
+            for task_type, ks in by_type(tries, [r.task_type for r in tries]).items():
+                rewards = solver_rewards(task_type, [tasks[lo + owner[k]][1] for k in ks], [answers[k] for k in ks],
+                                         train=False, rule=args.format)
+                for k, reward in zip(ks, rewards):
+                    solved[owner[k]] += reward / args.solve_samples
+                    lengths[owner[k]] += len(tries[k].response_ids) / args.solve_samples
+        return solved, lengths
     return distributed.shared(len(tasks), solve, times)
 
 
@@ -122,32 +163,23 @@ def self_play(step, model, tokenizer, buffers, args):
     the step's first rollout, so this step's proposals reach the proposers and the solver from the
     next step on (solver_tasks)."""
     rng, seeds = step_randomness(args.seed, step)
-    rows, records, times = [], [], {"generate": 0.0, "execute": 0.0}
+    times = {"generate": 0.0, "execute": 0.0}
     plans = {t: (*proposer_prompts(t, buffers, args, rng), solver_tasks(buffers[t], step, args.prompts, rng))
              for t in args.task_types}
-    fresh = {}  # task type -> this step's valid proposals
-
-    for task_type in args.task_types:  # the proposer role
-        texts, programs, _ = plans[task_type]
-        with timed(times, "generate"):  # the proposals' execution is a small part of it
-            new_rows, tasks = propose(model, tokenizer, task_type, texts, programs, buffers[task_type], args,
-                                      next(seeds), step, len(rows))
-        valid = [t for t in tasks if t.valid]
-        lengths = {}
-        if valid:  # solve rate: the mean of n solver samples at evaluation reward (1/0)
-            rates, solver_lengths = solve_rates(model, tokenizer, task_type, valid, args, next(seeds), times)
-            for task, rate, length in zip(valid, rates, solver_lengths):
-                task.solve_rate, lengths[id(task)] = rate, length
-        for row, task in zip(new_rows, tasks):
-            row.reward = proposer_reward(task, args.proposer_reward, args.reward_levels)
-            row.train = not args.freeze_proposer
-            records.append({**asdict(task), "proposer_reward": row.reward, "solver_response_len": lengths.get(id(task))})
-        rows += new_rows
-        fresh[task_type] = valid
-
-    for task_type in args.task_types:  # the solver role
-        rows += solver_rollout(model, tokenizer, task_type, plans[task_type][2], args, seed=next(seeds),
-                               first_prompt=len(rows), times=times)
+    # one decode for the proposals and the solver's answers, one for the solve rates
+    rows, tasks = proposals_and_answers(model, tokenizer, plans, buffers, args, next(seeds), step, times)
+    proposals = [(row, task) for row, task in zip(rows, tasks) if task is not None]
+    valid = [(row.task_type, task) for row, task in proposals if task.valid]
+    lengths = {}
+    if valid:  # solve rate: the mean of n solver samples at evaluation reward (1/0)
+        rates, solver_lengths = solve_rates(model, tokenizer, valid, args, next(seeds), times)
+        for (_, task), rate, length in zip(valid, rates, solver_lengths):
+            task.solve_rate, lengths[id(task)] = rate, length
+    records = []
+    for row, task in proposals:
+        row.reward = proposer_reward(task, args.proposer_reward, args.reward_levels)
+        row.train = not args.freeze_proposer
+        records.append({**asdict(task), "proposer_reward": row.reward, "solver_response_len": lengths.get(id(task))})
     for task_type in args.task_types:
-        add_to_buffer(buffers[task_type], fresh[task_type])
+        add_to_buffer(buffers[task_type], [task for t, task in valid if t == task_type])
     return rows, records, times

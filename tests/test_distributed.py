@@ -59,12 +59,12 @@ def crc(text):
     return zlib.crc32(text.encode())
 
 
-def fixed_rollout(model, tokenizer, texts, n, args, seed, role, task_type, first_prompt):
+def fixed_rollout(model, tokenizer, asks, n, args, seed, first_prompt=0):
     """rollout.rollout's output made from each prompt text alone (no sampling): the same whichever
     rank answers which prompt, and whatever the seed. Response lengths 1..6, so TRR++'s token
     weights differ."""
     rows, responses, index = [], [], []
-    for i, text in enumerate(texts):
+    for i, (text, role, task_type) in enumerate(asks):
         for j in range(n):
             h = crc(f"{text}|{j}")
             rows.append(rollout.Row(list(text.encode()[-6:]), [(h >> s) % 250 for s in range(1 + h % 6)], role,
@@ -307,16 +307,16 @@ def torchrun(argv, script="grpo.py", timeout=300, check=True):
 FAILING = """
 import os, sys
 sys.path.insert(0, {root!r})
-import grpo, rollout
+import grpo, selfplay
 calls = []
 
 def failing_rewards(*args, **kwargs):  # rank 1's solver at step 3 (two task types a step)
-    calls.append(1)
-    if os.environ["RANK"] == "1" and len(calls) > 4:
+    calls.append(kwargs.get("train"))
+    if os.environ["RANK"] == "1" and calls.count(True) > 4:
         raise ValueError("a planted failure in rank 1's rollout")
     return real(*args, **kwargs)
 
-real, rollout.solver_rewards = rollout.solver_rewards, failing_rewards
+real, selfplay.solver_rewards = selfplay.solver_rewards, failing_rewards
 grpo.train(grpo.get_args(sys.argv[1:]))
 """
 

@@ -196,25 +196,27 @@ def test_a_steps_prompts_come_from_the_buffers_as_they_stood_at_its_start(monkey
         return [proposer.Task(task_type, f"def f(a):\n    return a + {next(counter)}", ["1"], ["2"], step=step)
                 for _ in responses]
 
-    shown = []
-
+    calls = []
     real_rollout = rollout.rollout
 
-    def recording_rollout(model, tokenizer, texts, n, args, seed, role, task_type, first_prompt):
-        shown.append((role, task_type, texts))
-        return real_rollout(model, tokenizer, texts, n, args, seed, role, task_type, first_prompt)
+    def recording_rollout(model, tokenizer, asks, n, args, seed, first_prompt=0):
+        calls.append(asks)
+        return real_rollout(model, tokenizer, asks, n, args, seed, first_prompt)
 
     monkeypatch.setattr(selfplay, "make_tasks", fake_make_tasks)
-    monkeypatch.setattr(selfplay, "rollout", recording_rollout)  # the proposers and the solve rates
-    monkeypatch.setattr(rollout, "rollout", recording_rollout)   # the solver (rollout.solver_rollout)
+    monkeypatch.setattr(selfplay, "rollout", recording_rollout)
     args = grpo.get_args(FAST + ["--task-types", "deduction,abduction,induction"])
     buffers, earlier = proposer.new_buffers(), {}
     for step in (1, 2):
-        shown.clear()
+        calls.clear()
         _, records, _ = selfplay.self_play(step, model, tokenizer, buffers, args)
+        # two decodes a step: the proposals with the solver's answers, then the solve rates
+        assert len(calls) == 2 and {role for _, role, _ in calls[1]} == {"solver"}
+        assert [(role, t) for _, role, t in calls[0]] == [(role, t) for role in ("proposer", "solver")
+                                                          for t in args.task_types for _ in range(args.prompts)]
         proposed = {t: [r["program"] for r in records if r["type"] == t] for t in ("deduction", "abduction")}
-        solver_texts = {t: "".join(texts) for role, t, texts in shown if role == "solver" and len(texts) == args.prompts}
-        induction_texts = "".join(next(texts for role, t, texts in shown if role == "proposer" and t == "induction"))
+        solver_texts = {t: "".join(x for x, role, u in calls[0] if role == "solver" and u == t) for t in args.task_types}
+        induction_texts = "".join(x for x, role, u in calls[0] if role == "proposer" and u == "induction")
         for t in ("deduction", "abduction"):
             assert not any(p in solver_texts[t] or p in induction_texts for p in proposed[t])  # not this step
             assert all(p in [b.program for b in buffers[t]] for p in proposed[t])            # joined at its end
@@ -646,3 +648,50 @@ def test_adamw_is_the_default_one_on_the_cpu():
     model, _ = load_model("tiny")
     optimizer = rollout.adamw(model, 1e-3, 0.01)
     assert not optimizer.defaults["fused"] and optimizer.defaults["weight_decay"] == 0.01
+
+
+@pytest.mark.parametrize("micro", ["1", "3"])
+def test_block_weighting_gives_each_role_and_task_type_an_equal_share(micro):
+    """--loss-weight blocks (AZR as released): the gradient of the mean over (role, task type) blocks
+    of each block's token-mean loss, computed here block by block with policy_loss; a block of long
+    proposals no longer outweighs a block of short answers. The default token weighting differs."""
+    from logprobs import sequence_logprobs_and_entropy
+    gen = torch.Generator().manual_seed(2)
+    rows = [rollout.Row(torch.randint(0, 250, (4,), generator=gen).tolist(),
+                        torch.randint(0, 250, (n,), generator=gen).tolist(), role, "deduction", k, reward=float(k % 2))
+            for k, (role, n) in enumerate([("proposer", 7), ("proposer", 6), ("proposer", 8), ("solver", 1),
+                                           ("solver", 2), ("solver", 1)])]
+
+    def gradient(extra):
+        model, _ = load_model("tiny")
+        args = grpo.get_args(["--model", "tiny", "--preset", "cpu", "--micro-batch", micro, "--no-share-prompts"] + extra)
+        optimizer, grads = torch.optim.SGD(model.parameters(), lr=0.0), []
+        optimizer.register_step_pre_hook(lambda *_: grads.append(
+            torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])))
+        grpo.update(model, optimizer, rows, args)
+        return grads[0], args
+
+    blocks, args = gradient(["--loss-weight", "blocks"])
+    tokens, _ = gradient([])
+    model, _ = load_model("tiny")
+    A, _ = grpo.advantages(torch.tensor([r.reward for r in rows]), [(r.role, r.task_type) for r in rows], "trr++",
+                           [len(r.response_ids) for r in rows])
+    total = 0.0
+    for role in ("proposer", "solver"):
+        ks = [k for k, r in enumerate(rows) if r.role == role]
+        _, ids, attention, response = next(rollout.micro_batches([rows[k] for k in ks], len(ks), "cpu"))
+        logp, H = sequence_logprobs_and_entropy(model, ids, attention, response, args.temperature, args.chunk_size)
+        loss, _ = grpo.policy_loss(logp, logp.detach(), A[ks], response, entropy=H, entropy_coef=args.entropy_coef)
+        total = total + loss / 2
+    total.backward()
+    reference = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    reference *= min(1.0, 1.0 / (reference.norm().item() + 1e-6))  # the update clips the norm to 1 before its step
+    torch.testing.assert_close(blocks, reference, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(tokens, reference, rtol=1e-2, atol=1e-4)
+
+
+def test_block_weighting_needs_the_token_mean(capsys):
+    with pytest.raises(SystemExit) as e:
+        grpo.get_args(["--model", "tiny", "--loss-weight", "blocks", "--loss-agg", "seq-sum-norm"])
+    assert e.value.code == 2
+    assert_usage_and_one_error(capsys.readouterr().err, "grpo.py", "--loss-weight blocks")

@@ -1,5 +1,6 @@
 """sampling.py's decoding loop (engine "loop"): it draws each token with the log-prob the loss
-computes for it, it is greedy generate at a temperature near 0, finished rows leave the batch,
+computes for it, it is greedy generate at a temperature near 0, finished rows leave the batch (the
+loop's mechanics spied on through the model's forward, engine "eager"),
 freed slots are refilled, and a prompt's samples share one prefill. Spies on the model's forward
 calls count rows and prefills; tiny models built from config stand for Llama, Qwen2 and GPT-2
 (absolute position embeddings, where wrong positions would change the logits outright)."""
@@ -152,7 +153,7 @@ def test_finished_rows_leave_the_batch(tiny, monkeypatch):
     model, tokenizer = tiny
     boost_eos(model, tokenizer, bonus=3.5)
     calls = spy_forward(model, monkeypatch)
-    out = sample(model, tokenizer, prompts_of(tokenizer), n=6, max_new_tokens=16, seed=0, batch_size=12)
+    out = sample(model, tokenizer, prompts_of(tokenizer), n=6, max_new_tokens=16, seed=0, batch_size=12, engine="eager")
     lengths = out["response_mask"].sum(1)
     decodes = [call for call in calls if not call[0]]
     assert len(calls) - len(decodes) == 1 and len(decodes) == int(lengths.max()) - 1
@@ -169,7 +170,7 @@ def test_loop_positions_are_position_ids(tiny, monkeypatch):
     model, tokenizer = tiny
     boost_eos(model, tokenizer, bonus=-100.0)  # no row ends early, so the rows stay together
     calls = spy_forward(model, monkeypatch)
-    out = sample(model, tokenizer, prompts_of(tokenizer), n=1, max_new_tokens=5, seed=0)
+    out = sample(model, tokenizer, prompts_of(tokenizer), n=1, max_new_tokens=5, seed=0, engine="eager")
     positions = torch.cat([call[3] for call in calls], 1)  # the prompts, then 4 tokens (the 5th is not run)
     attn = out["attention_mask"][:, :-1]
     assert positions.shape == attn.shape and not attn.all()  # left padding was there
@@ -184,7 +185,7 @@ def test_a_prompt_is_prefilled_once_for_its_samples(tiny, monkeypatch):
     boost_eos(model, tokenizer, bonus=2.5)
     calls = spy_forward(model, monkeypatch)
     prompts = prompts_of(tokenizer) + ["x"]
-    out = sample(model, tokenizer, prompts, n=4, max_new_tokens=16, seed=0, batch_size=8)
+    out = sample(model, tokenizer, prompts, n=4, max_new_tokens=16, seed=4, batch_size=8, engine="eager")
     check_layout(out, tokenizer, prompts, n=4, max_new_tokens=16)
     prefills = [(i, call) for i, call in enumerate(calls) if call[0]]
     assert [len(call[1]) for _, call in prefills] == [2, 1]  # 3 prompt rows forwarded for 12 samples
@@ -200,7 +201,7 @@ def test_more_samples_than_batch_size(tiny, monkeypatch):
     """n > batch_size: a prompt's samples go in groups of at most batch_size, one prefill each."""
     model, tokenizer = tiny
     calls = spy_forward(model, monkeypatch)
-    out = sample(model, tokenizer, prompts_of(tokenizer), n=5, max_new_tokens=3, seed=0, batch_size=2)
+    out = sample(model, tokenizer, prompts_of(tokenizer), n=5, max_new_tokens=3, seed=0, batch_size=2, engine="eager")
     check_layout(out, tokenizer, prompts_of(tokenizer), n=5, max_new_tokens=3)
     assert sum(len(call[1]) for call in calls if call[0]) == 2 * 3  # ceil(5 / 2) prefills per prompt
     assert max(len(call[1]) for call in calls) <= 2
@@ -346,4 +347,46 @@ def test_non_finite_logits_stop_with_the_step_and_the_row(tiny, monkeypatch):
         return out
     monkeypatch.setattr(sampling, "forward", poisoned)
     with pytest.raises(FloatingPointError, match=r"decode step 3 of output row 1 \(prompt 0\)"):
-        sample(model, tokenizer, ["ab"], 2, 6, seed=0, ignore_stops=True)
+        sample(model, tokenizer, ["ab"], 2, 6, seed=0, ignore_stops=True, engine="eager")
+
+
+# -----------------------------------------------------------------------------
+# the written-out decode step against the model's own forward
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_the_written_out_step_gives_the_eager_loops_tokens(tiny, arch):
+    """engine "loop" (sampling.decode_step) and "eager" (the model's forward at every step) draw the
+    same tokens with the same log-probs for the same seed, in float32 on the CPU: left-padded
+    prompts of mixed lengths, rows ending and refilled (batch 3 < 8 rows), on Qwen2 (the tiny
+    model: q/k/v biases) and Llama. Their logits agree to float32 rounding."""
+    model, tokenizer = tiny if arch == "qwen2" else from_config("llama")
+    boost_eos(model, tokenizer, bonus=3.0)
+    assert sampling.written_out(model)
+    prompts = ["a", "abcdefgh", "abc", "hello there"]
+    outs = [sample(model, tokenizer, prompts, 2, 24, seed=3, batch_size=3, return_logprobs=True, engine=engine)
+            for engine in ("loop", "eager")]
+    assert torch.equal(outs[0]["input_ids"], outs[1]["input_ids"])
+    torch.testing.assert_close(outs[0]["logprobs"], outs[1]["logprobs"], rtol=1e-5, atol=1e-5)
+    assert outs[0]["response_mask"].sum(1).min() < 24  # some rows ended early: the refills ran
+
+
+def test_the_written_out_step_is_the_forward_under_bf16_autocast(tiny):
+    """Under autocast the two steps' logits agree to bf16 rounding, and the residual stream stays
+    float32 as in the model's forward."""
+    model, tokenizer = tiny
+    ids, mask = left_pad(tokenizer(["ab", "abcdef"], add_special_tokens=False).input_ids, tokenizer.pad_token_id)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        new = sampling.prefill(model, ids, mask, [1, 1])
+        caches = [sampling.admitted(None, new, 2, ids.shape[1] + 8, 4) for _ in range(2)]
+        token, step_mask = torch.tensor([5, 6]), torch.nn.functional.pad(mask, (0, 1), value=1)
+        eager = sampling.forward(model, caches[0][0], input_ids=token[:, None], attention_mask=step_mask,
+                                 position_ids=position_ids(step_mask)[:, -1:]).logits[:, -1]
+        written = sampling.decode_step(model, caches[1][0], token, step_mask)
+    assert written.dtype == eager.dtype
+    torch.testing.assert_close(written.float(), eager.float(), rtol=0.05, atol=0.05)
+
+
+def test_models_outside_the_llama_family_decode_through_their_forward():
+    model, _ = from_config("gpt2")
+    assert not sampling.written_out(model)
