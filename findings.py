@@ -55,7 +55,9 @@ import math
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "not testable at this setting")
 RL_METHODS = ("azr", "rlvr")  # the methods whose pass@k the first finding compares with the base
 HELP_MARGIN = 0.02            # finding 5: the peaked reward "does not help" if its pass@1 is at most 2 points above
-ENTROPY_REL_TOL = 0.5         # finding 5 (ours): entropy changes within half the larger change count as the same
+ENTROPY_REL_TOL = 0.5         # finding 5 (ours): entropy changes within half the larger change count as the same,
+ENTROPY_SAME_FLOOR = 0.01     # ... or within 0.01 nats (ours: twice the entropy resolution), so that two flat
+                              # curves, whose half-the-larger-change tolerance is below the spread, can agree
 SPARSE_ENOUGH = 0.5           # finding 4 (ours): testable only if some method leaves over half the entries unchanged
 DENSE_ENOUGH = 0.99           # finding 4 (ours): ... and some method changes more than 1 % of them
 # the smallest difference that decides, per quantity, whatever the seeds' spread
@@ -319,21 +321,21 @@ def sparsity_sweep(numbers):
             for rate, by_method in sorted((sweep.get("rates") or {}).items(), key=lambda item: float(item[0]))]
 
 
-def finding_peaked_reward(numbers, margin=HELP_MARGIN, relative=ENTROPY_REL_TOL):
+def finding_peaked_reward(numbers, margin=HELP_MARGIN, relative=ENTROPY_REL_TOL, floor=ENTROPY_SAME_FLOOR):
     peaked1, azr1 = pass_at(numbers, "azr-peaked", 1), pass_at(numbers, "azr", 1)
     shown = {"azr-peaked pass@1": peaked1, "azr pass@1": azr1}
     checks = [greater(azr1, peaked1, -margin, RESOLUTION["pass@k"])]  # peaked - azr below the margin
     for role in ("proposer", "solver"):
         peaked, azr = entropy_change(numbers, "azr-peaked", role), entropy_change(numbers, "azr", role)
         shown.update({f"azr-peaked {role} entropy change": peaked, f"azr {role} entropy change": azr})
-        tol = relative * max(abs(mean(peaked)), abs(mean(azr))) if peaked and azr else 0.0
+        tol = max(relative * max(abs(mean(peaked)), abs(mean(azr))), floor) if peaked and azr else 0.0
         checks.append(within(peaked, azr, tol, RESOLUTION["entropy"]))
     return record(
         "5. the peaked proposer reward does not help and leaves the entropy dynamics unchanged",
         f"pass@1, averaged over the benchmarks, with the peaked reward at most {100 * margin:g} points above AZR's "
         f"with the learnability reward, or below it ({decided('pass@k')}); and (our operationalisation) for each "
         f"role the entropy changes (last quarter of the steps minus first quarter) of the two within {relative:g} "
-        f"of the larger change of the two, the spread (the larger seed std, at least {RESOLUTION['entropy']:g}) "
+        f"of the larger change of the two or within {floor:g} nats, whichever is wider, the spread (the larger seed std, at least {RESOLUTION['entropy']:g}) "
         "added to the difference for agreement and taken from it for a failure",
         shown, checks)
 

@@ -63,6 +63,11 @@ def test_every_file_of_the_readme_table_exists():
     assert len(files) > 20 and [f for f in files if not os.path.exists(os.path.join(ROOT, f))] == []
 
 
+# findings whose criterion changed after docs/study-toy ran, before any new study: finding 5's agreement of
+# entropy changes gained a 0.01-nat floor (two flat curves can agree). Their verdicts and numbers still recompute.
+CHANGED_SINCE_THE_STUDY = {"5"}
+
+
 def test_the_documented_study_recomputes_from_its_own_files():
     """docs/study-toy/ is the README's evidence: its verdicts come from its numbers.json alone
     (findings.py, as reproduce.py computed them), and every run of the study ships its plain files
@@ -74,7 +79,10 @@ def test_the_documented_study_recomputes_from_its_own_files():
         shipped = json.load(f)
     recomputed = json.loads(json.dumps(findings.all_findings(numbers)))
     assert [(r["finding"], r["verdict"]) for r in recomputed] == [(r["finding"], r["verdict"]) for r in shipped]
-    assert recomputed == shipped  # criteria and numbers too
+    # criteria and numbers too, but for the criteria changed after the study ran
+    kept = lambda records: [{k: v for k, v in r.items() if k != "criterion" or r["finding"][0] not in  # noqa: E731
+                             CHANGED_SINCE_THE_STUDY} for r in records]
+    assert kept(recomputed) == kept(shipped)
     seeds, steps = numbers["settings"]["seeds"], numbers["settings"]["steps"]
     runs = [f"{m}-seed{s}" for m in numbers["methods"] if m != "base" for s in range(seeds)]
     runs += [f"{m}-lr{rate}-seed{s}" for rate, by in numbers.get("sweep", {}).get("rates", {}).items()

@@ -139,6 +139,18 @@ def test_small_entropy_changes_of_the_same_dynamics_agree():
     assert verdicts(flat)[4] == "reproduced"
 
 
+@pytest.mark.parametrize("azr_last, peaked_last, verdict", [
+    (0.121, 0.118, "reproduced"),      # both flat (+0.001 and -0.002 nats): the most literal "unchanged"
+    (0.100, 0.130, "not reproduced"),  # small but apart: -0.02 against +0.01 nats, 0.03 beyond the 0.01 floor
+])
+def test_flat_entropy_curves_can_agree_and_small_opposite_changes_cannot(azr_last, peaked_last, verdict):
+    """Finding 5's "same entropy dynamics" with both changes below 0.01 nats: half the larger change
+    is below the spread, so without the 0.01-nat floor two flat curves could never agree."""
+    flat = {**PASSING, ("azr", "solver first"): [0.12], ("azr", "solver last"): [azr_last],
+            ("azr-peaked", "solver first"): [0.12], ("azr-peaked", "solver last"): [peaked_last]}
+    assert verdicts(flat)[4] == verdict
+
+
 def test_the_same_difference_decides_once_the_seeds_agree():
     spread = {("azr", "pass@1"): [0.02, 0.22, 0.12]}
     tight = {("azr", "pass@1"): [0.19, 0.20, 0.21]}
