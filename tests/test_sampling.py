@@ -390,3 +390,7 @@ def test_the_written_out_step_is_the_forward_under_bf16_autocast(tiny):
 def test_models_outside_the_llama_family_decode_through_their_forward():
     model, _ = from_config("gpt2")
     assert not sampling.written_out(model)
+    llama, _ = from_config("llama")
+    assert sampling.written_out(llama)
+    llama.config.mlp_bias = True  # a gated MLP with biases: the written-out step has none
+    assert not sampling.written_out(llama)
