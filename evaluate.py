@@ -19,7 +19,7 @@ dropped). Why, and what else is refused: the notes above humaneval_program.
 Each model is prompted in the scaffold it was trained with (grpo.py --template, read from its run's
 config.json; a base model takes the one of the runs compared with it; --template overrides), so a
 model trained under AZR's r1 scaffold is not scored in ChatML. Every graded sample, with its
-template and rendered prompt, is appended to --out/samples.jsonl as soon as its batch is graded; a rerun with
+template, is appended to --out/samples.jsonl as soon as its batch is graded; a rerun with
 the same --out skips what is there, so an interrupted pass@256 run resumes where it stopped.
 Samples are keyed by model, benchmark (for --data: the resolved path and the field flags too),
 problem and sample; an --out refuses a rerun with other sampling settings or another effective
@@ -128,7 +128,7 @@ def evaluate(model_name, model, tokenizer, bench, kind, problems, args, path, do
         lengths = out["response_mask"].sum(1).tolist()
         records = [{"model": model_name, "benchmark": bench, "problem": problems[batch[j][0]].id, "sample": batch[j][1],
                     "correct": score, "length": lengths[j], "truncated": bool(out["truncated"][j]),
-                    "template": template, "prompt": prompts[batch[j][0]], "response": texts[j]}
+                    "template": template, "response": texts[j]}
                    for j, score in zip(missing, scores)]
         with open(path, "a", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)

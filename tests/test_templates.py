@@ -64,10 +64,15 @@ def test_a_base_between_runs_of_two_templates_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("template", ["r1", "chat"])
-def test_evaluate_prompts_each_model_in_its_runs_template_and_records_it(tmp_path, trained, template):
+def test_evaluate_prompts_each_model_in_its_runs_template_and_records_it(tmp_path, trained, template, monkeypatch):
     data = tmp_path / "problems.jsonl"
     data.write_text(json.dumps({"problem": "What is 2 + 3?", "answer": "5"}) + "\n")
-    out = tmp_path / "out"
+    out, prompts, real = tmp_path / "out", [], evaluate.sample
+
+    def recording(model, tokenizer, texts, *args, **kwargs):
+        prompts.extend(texts)
+        return real(model, tokenizer, texts, *args, **kwargs)
+    monkeypatch.setattr(evaluate, "sample", recording)
     evaluate.main(["--models", trained[template], "tiny", "--benchmarks", "jsonl", "--data", str(data), "--n", "2",
                    "--max-new-tokens", "4", "--out", str(out)])
     with open(out / "samples.jsonl") as f:
@@ -76,10 +81,11 @@ def test_evaluate_prompts_each_model_in_its_runs_template_and_records_it(tmp_pat
     _, tokenizer = load_model("tiny")
     for r in samples:  # the base too: it is compared with a run of this template
         assert r["template"] == template
-        assert "What is 2 + 3?" in r["prompt"]
-        assert r["prompt"].startswith(render_prompt(tokenizer, "", template)[:12])
-        assert r["prompt"].startswith(R1[:60]) == (template == "r1") and r["prompt"].endswith(R1_PREFILL) == (template == "r1")
         assert r["response"].startswith(R1_PREFILL) == (template == "r1")
+    assert len(prompts) == 4 and all("What is 2 + 3?" in p for p in prompts)
+    for p in prompts:
+        assert p.startswith(render_prompt(tokenizer, "", template)[:12])
+        assert p.startswith(R1[:60]) == (template == "r1") and p.endswith(R1_PREFILL) == (template == "r1")
 
 
 def test_evaluate_template_flag_overrides_the_runs(tmp_path, trained):
