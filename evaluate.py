@@ -96,12 +96,15 @@ def load_samples(path):
     return {key(r): r for r in map(json.loads, data.decode("utf-8").splitlines()) if r}
 
 
-def sample_batches(num_problems, n, batch_size):
-    """All (problem index, sample index) pairs, problem by problem, cut into generate calls of
-    batch_size rows. Batch b is always sampled with the seed of b, so the same settings give the
-    same batches and the same samples, whether a run is resumed or not."""
+def sample_batches(num_problems, n, call_size):
+    """All (problem index, sample index) pairs, problem by problem, cut into sample calls of
+    call_size rows. Call b is always sampled with the seed of b, so the same settings give the
+    same calls and the same samples, whether a run is resumed or not. Within a call the decoding
+    loop runs --batch-size rows at once and admits the waiting ones as others end, so a call of
+    many rows does not wait on each small batch's longest row; a call's samples are graded and
+    saved when it ends, so a rerun resumes call by call."""
     pairs = [(p, s) for p in range(num_problems) for s in range(n)]
-    return [pairs[i:i + batch_size] for i in range(0, len(pairs), batch_size)]
+    return [pairs[i:i + call_size] for i in range(0, len(pairs), call_size)]
 
 
 def evaluate(model_name, model, tokenizer, bench, kind, problems, args, path, done):
@@ -116,7 +119,7 @@ def evaluate(model_name, model, tokenizer, bench, kind, problems, args, path, do
     left = [sum(not have(p, s) for s in range(args.n)) for p in range(len(problems))]  # samples missing per problem
     bar = tqdm(total=len(problems) * args.n, initial=len(problems) * args.n - sum(left), unit="sample",
                desc=f"{os.path.basename(model_name.rstrip('/'))} {bench}")
-    for b, batch in enumerate(sample_batches(len(problems), args.n, args.batch_size)):
+    for b, batch in enumerate(sample_batches(len(problems), args.n, args.samples_per_call)):
         missing = [j for j, (p, s) in enumerate(batch) if not have(p, s)]
         if not missing:
             continue
@@ -166,7 +169,7 @@ def plot_pass_at_k(results, n, path):
 
 DTYPES = ("float32", "bfloat16", "float16")
 # settings that change what a sample is: a resumed --out must keep them (dtype: the effective one)
-SAMPLING = ("temperature", "top_p", "max_new_tokens", "batch_size", "seed", "dtype", "task_type")
+SAMPLING = ("temperature", "top_p", "max_new_tokens", "batch_size", "samples_per_call", "seed", "dtype", "task_type")
 
 
 def check_data(p, args):
@@ -216,7 +219,9 @@ def get_args(argv=None):
     p.add_argument("--temperature", type=number(float, 0, above=True), default=0.6, help="sampling temperature (the study: 0.6)")
     p.add_argument("--top-p", type=number(float, 0, 1, above=True), default=0.95, help="nucleus sampling mass (the study: 0.95)")
     p.add_argument("--max-new-tokens", type=number(int, 1), default=512, help="longest response")
-    p.add_argument("--batch-size", type=number(int, 1), default=16, help="sequences per generate call")
+    p.add_argument("--batch-size", type=number(int, 1), default=64, help="sequences decoded at once")
+    p.add_argument("--samples-per-call", type=number(int, 1), default=1024,
+                   help="samples per sample call, each seeded, graded and saved when it ends (a rerun resumes call by call)")
     p.add_argument("--seed", type=int, default=0, help="seeds every batch; the same seed gives the same samples")
     p.add_argument("--dtype", default=None, choices=DTYPES, help="default: bfloat16 on GPU, float32 on CPU")
     p.add_argument("--template", default=None, choices=TEMPLATES,

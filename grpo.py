@@ -164,7 +164,9 @@ def policy_loss(logp, old_logp, advantages, mask, clip_low=0.2, clip_high=0.2, a
     advantages: (B,), one per sequence. Gradient flows only through logp.
 
     Returns (loss, stats) with stats floats over response tokens: clip_frac (tokens whose gradient
-    the clip removes), ratio_mean, and kl (mean k3) when ref_logp is given."""
+    the clip removes), its two sides clip_frac_low (A < 0, ratio below 1 - clip_low) and
+    clip_frac_high (A > 0, ratio above 1 + clip_high), ratio_mean, kl (mean k3) when ref_logp is
+    given, and entropy (the mean) when entropy is given."""
     mask = mask.bool()
     A = advantages.detach()[:, None]
     # values outside the mask may be anything (padding): zero them before exp so they cannot overflow
@@ -173,9 +175,11 @@ def policy_loss(logp, old_logp, advantages, mask, clip_low=0.2, clip_high=0.2, a
     clipped = ratio.clamp(1 - clip_low, 1 + clip_high)
     per_token = -torch.minimum(ratio * A, clipped * A)
     # the clipped branch is the min (so no gradient) exactly when the ratio left the band on the side A pushes
-    clip_active = ((A > 0) & (ratio > 1 + clip_high)) | ((A < 0) & (ratio < 1 - clip_low))
+    clip_high_active, clip_low_active = (A > 0) & (ratio > 1 + clip_high), (A < 0) & (ratio < 1 - clip_low)
     n = mask.sum()
-    stats = {"clip_frac": ((clip_active & mask).sum() / n).item(),
+    stats = {"clip_frac": (((clip_high_active | clip_low_active) & mask).sum() / n).item(),
+             "clip_frac_low": ((clip_low_active & mask).sum() / n).item(),
+             "clip_frac_high": ((clip_high_active & mask).sum() / n).item(),
              "ratio_mean": (torch.where(mask, ratio, 0.0).sum() / n).item()}
     if ref_logp is not None:
         d = torch.where(mask, ref_logp.detach() - logp, 0.0)
@@ -278,7 +282,9 @@ def update(model, optimizer, rows, args, ref_model=None):
                     for b, k in enumerate(keys):
                         ref[k] = ref_logp[b][response[b].bool()]
         old, ref = distributed.merged(old, device), distributed.merged(ref, device)  # every rank's, on every rank
-    stats = {"zero_var_frac": zero_var.float().mean().item(), "grad_norm": 0.0, "clip_frac": 0.0}
+    stats = {"zero_var_frac": zero_var.float().mean().item(), "grad_norm": 0.0}
+    logged = ("clip_frac", "clip_frac_low", "clip_frac_high", "ratio_mean") + (("kl",) if ref_model is not None else ())
+    stats.update(dict.fromkeys(logged, 0.0))  # the loss's statistics, token-weighted means over the batch
     model.train()
     for part in parts:
         tokens = sum(len(rows[k].response_ids) for k in part)
@@ -308,11 +314,13 @@ def update(model, optimizer, rows, args, ref_model=None):
                     share = response.sum().item() / tokens if args.loss_agg == "token-mean" else len(keys) / len(part)
             (loss * share * distributed.loss_scale(counted)).backward()  # alone: x 1
             if counted:
-                stats["clip_frac"] += loss_stats["clip_frac"] * share / len(parts)
+                for key in logged:
+                    stats[key] += loss_stats[key] * share / len(parts)
         stats["grad_norm"] = optimizer_step(model, optimizer)
     # under torchrun each row's entropy and each pass's clip fraction are one rank's: add them up
     entropy_sum = distributed.summed(entropy_sum)
-    stats["clip_frac"] = distributed.summed(torch.tensor(stats["clip_frac"], dtype=torch.float64)).item()
+    for key in logged:
+        stats[key] = distributed.summed(torch.tensor(stats[key], dtype=torch.float64)).item()
     return (entropy_sum, entropy_count), stats
 
 

@@ -257,7 +257,7 @@ PROBLEMS = [{"problem": "What is 1 + 1?", "answer": "2"}, {"problem": "What is 2
 
 def eval_args(data, out):
     return ["--models", "tiny", "--benchmarks", "jsonl", "--data", str(data), "--n", "4", "--max-new-tokens", "6",
-            "--batch-size", "3", "--out", str(out)]
+            "--batch-size", "2", "--samples-per-call", "3", "--out", str(out)]
 
 
 def by_content(kind, problems, responses, task_type):
@@ -434,6 +434,7 @@ def bad_arguments(folder):
         "--top-p negative": math + ["--top-p", "-0.1"],
         "--max-new-tokens 0": math + ["--max-new-tokens", "0"],
         "--batch-size 0": math + ["--batch-size", "0"],
+        "--samples-per-call 0": math + ["--samples-per-call", "0"],
         "--ks above --n": math + ["--n", "4", "--ks", "1", "8"],
         "--ks 0": math + ["--n", "4", "--ks", "0"],
         "unknown benchmark": ["--benchmarks", "mmlu"],

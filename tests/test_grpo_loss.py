@@ -338,12 +338,17 @@ def test_policy_loss_matches_loop(aggregation, clip_high, kl_coef):
     expected = loop_loss(logp.tolist(), old.tolist(), adv.tolist(), mask.tolist(), 0.2, clip_high, aggregation, 16,
                          kl_coef, ref.tolist() if kl_coef else None)
     assert loss.item() == pytest.approx(expected, rel=1e-10)
-    assert set(stats) == ({"clip_frac", "ratio_mean", "kl"} if kl_coef else {"clip_frac", "ratio_mean"})
+    sides = {"clip_frac", "clip_frac_low", "clip_frac_high", "ratio_mean"}
+    assert set(stats) == (sides | {"kl"} if kl_coef else sides)
     ratios = [(math.exp(logp[b, t] - old[b, t]), adv[b].item()) for b, t in mask.nonzero().tolist()]
     assert stats["ratio_mean"] == pytest.approx(sum(r for r, _ in ratios) / len(ratios), rel=1e-10)
     clipped = [(a > 0 and r > 1 + clip_high) or (a < 0 and r < 0.8) for r, a in ratios]
     assert 0 < sum(clipped) < len(ratios)  # the batch exercises both sides of the band
     assert stats["clip_frac"] == pytest.approx(sum(clipped) / len(ratios))
+    low = [a < 0 and r < 0.8 for r, a in ratios]
+    assert 0 < sum(low) < sum(clipped)  # both sides clip in this batch
+    assert stats["clip_frac_low"] == pytest.approx(sum(low) / len(ratios))
+    assert stats["clip_frac_high"] == pytest.approx((sum(clipped) - sum(low)) / len(ratios))
 
 
 def test_policy_loss_ignores_garbage_outside_mask():

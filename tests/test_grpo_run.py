@@ -49,7 +49,8 @@ def test_two_step_run_writes_metrics_tasks_and_a_loadable_checkpoint(tmp_path, v
     metrics = read_jsonl(os.path.join(run, "metrics.jsonl"))
     assert [m["step"] for m in metrics] == [1, 2]
     for key in ("reward/proposer/deduction", "entropy/solver/induction", "response_len/solver/deduction",
-                "valid_rate/deduction", "solve_rate_hist/induction", "zero_var_frac", "grad_norm",
+                "valid_rate/deduction", "solve_rate_hist/induction", "zero_var_frac", "grad_norm", "clip_frac",
+                "clip_frac_low", "clip_frac_high", "ratio_mean",
                 "truncated/mean", "seconds/generate", "seconds/execute", "seconds/update"):
         assert key in metrics[0], key
     assert metrics[0]["grad_norm"] > 0  # the varied solver rewards did reach the weights
@@ -641,6 +642,8 @@ def test_the_kl_reference_is_held_in_bf16_under_amp(tmp_path, monkeypatch):
     monkeypatch.setattr(grpo, "load_model", recording)
     grpo.train(grpo.get_args(FAST + ["--steps", "1", "--amp", "--kl-coef", "0.1", "--out", str(tmp_path / "run")]))
     assert loaded == ["float32", "bfloat16"]  # the policy's float32 master weights, the frozen reference in bf16
+    [metrics] = read_jsonl(str(tmp_path / "run" / "metrics.jsonl"))
+    assert metrics["kl"] >= 0 and metrics["ratio_mean"] == pytest.approx(1.0)  # on-policy: the ratio is 1
 
 
 def test_adamw_is_the_default_one_on_the_cpu():

@@ -17,7 +17,7 @@ LAYERS = [
     ["chat"],                               # the prompt scaffold
     ["toytasks"],                           # the toy world's tasks and corpus
     ["toybase"],                            # the toy base model's build
-    ["models"],                             # the model layer: loading, sampling, scoring
+    ["models"],                             # the model registry: a name to a model and tokenizer
     ["sampling", "logprobs"],
     ["runs", "rollout"],                    # the run folder; prompts to Rows
     ["selfplay", "rlvr", "sft"],            # each method's rollouts
