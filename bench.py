@@ -724,7 +724,8 @@ def print_gpu_table(results, args):
   - prompts count the byte tokenizer's tokens (models.byte_tokenizer, one per byte), not Qwen's: its BPE would
     give 3 to 4 times fewer, so prefill and the update see longer prompts than a real run would.
   - random weights propose nothing valid: each invalid proposal is replaced by a valid toy task, so the
-    solve-rate phase draws its samples as in a real step; responses end where the random model draws its eos.
+    solve-rate phase draws its samples as in a real step; a row ends where the random model draws one of its stop
+    ids (about one in STOP_EVERY = 100 of the vocabulary), so lengths vary.
   - phases: rollouts (the proposals and the solver's answers in one decode, their parsing, checks and rewards),
     solve rates (the solve-rate samples, one decode, and their checks), update (grpo.update's passes and AdamW). ms/step: the
     phase's seconds less its prefill, over its decode steps (execution counts in, so it is an upper bound).

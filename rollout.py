@@ -108,11 +108,11 @@ def rollout(model, tokenizer, asks, n, args, seed, first_prompt=0):
     return rows, [completion(t, template) for t in out["texts"]], index
 
 
-def by_type(items, types):
-    """{task type: the positions of items whose type it is}, in order; types[i] is item i's."""
+def positions_by(keys):
+    """{key: the positions that hold it, in order}: keys[i] is position i's (a task type, a role and type)."""
     out = {}
-    for k, t in enumerate(types):
-        out.setdefault(t, []).append(k)
+    for k, key in enumerate(keys):
+        out.setdefault(key, []).append(k)
     return out
 
 
@@ -128,7 +128,7 @@ def solver_rollout(model, tokenizer, tasks, args, seed, first_prompt, times):
                                                                 for t, task in tasks[lo:hi]],
                                              args.group, args, seed=seed, first_prompt=first_prompt + lo)
         with timed(times, "execute"):
-            for task_type, ks in by_type(rows, [r.task_type for r in rows]).items():
+            for task_type, ks in positions_by([r.task_type for r in rows]).items():
                 rewards = solver_rewards(task_type, [tasks[lo + index[k]][1] for k in ks], [responses[k] for k in ks],
                                          train=True, rule=args.format)
                 for k, reward in zip(ks, rewards):

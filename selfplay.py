@@ -6,7 +6,9 @@ One step (AZR arXiv 2505.03335, section 3.3, Algorithm 1): for each task type th
 own buffer; induction prompts show a triplet program and ask for --induction-inputs inputs and a
 message); each valid one gets --solve-samples solver samples whose mean is its solve rate, which
 sets the proposer's reward; the solver answers tasks of its type's buffer, the newest first, as
-AZR's released trainer draws them. Before the first step, `seed_buffers` fills the buffers.
+AZR's released trainer draws them. The step decodes twice, whatever the number of task types: the
+proposals and the solver's answers in one call (proposals_and_answers), then every solve-rate
+sample in one (solve_rates). Before the first step, `seed_buffers` fills the buffers.
 The update that follows is grpo.py's; RLVR's and SFT's steps are rlvr.py and sft.py.
 """
 
@@ -18,7 +20,7 @@ from tqdm import tqdm
 import distributed
 from proposer import (add_to_buffer, induction_proposal_prompt, make_tasks, proposal_prompt, proposer_reward,
                       sample_references)
-from rollout import by_type, rollout, step_randomness, timed
+from rollout import positions_by, rollout, step_randomness, timed
 from solver import solver_prompt, solver_rewards
 
 
@@ -82,7 +84,7 @@ def proposals_and_answers(model, tokenizer, plans, buffers, args, seed, step, ti
             rows, responses, index = rollout(model, tokenizer, asks[lo:hi], args.group, args, seed=seed, first_prompt=lo)
         tasks = [None] * len(rows)
         with timed(times, "execute"):
-            for (role, task_type), ks in by_type(rows, [(r.role, r.task_type) for r in rows]).items():
+            for (role, task_type), ks in positions_by([(r.role, r.task_type) for r in rows]).items():
                 said, shown = [responses[k] for k in ks], [items[lo + index[k]] for k in ks]
                 if role == "proposer":
                     made = make_tasks(task_type, said, step, buffers[task_type],
@@ -108,7 +110,7 @@ def solve_rates(model, tokenizer, tasks, args, seed, times):
                                             args.solve_samples, args, seed=seed)
         solved, lengths = [0.0] * (hi - lo), [0.0] * (hi - lo)
         with timed(times, "execute"):
-            for task_type, ks in by_type(tries, [r.task_type for r in tries]).items():
+            for task_type, ks in positions_by([r.task_type for r in tries]).items():
                 rewards = solver_rewards(task_type, [tasks[lo + owner[k]][1] for k in ks], [answers[k] for k in ks],
                                          train=False, rule=args.format)
                 for k, reward in zip(ks, rewards):
