@@ -456,7 +456,8 @@ def parser():
                         "eager: the same loop through the model's own forward (the reference); hf: Hugging Face "
                         "generate (slower)")
     p.add_argument("--share-prompts", action=argparse.BooleanOptionalAction, default=True,
-                   help="forward a prompt once for the samples that share it in the update (same loss and gradient)")
+                   help="forward a prompt once for the samples that share it in the update (same loss and gradient), "
+                        "where --group > 1 and gradient checkpointing is off")
     p.add_argument("--two-pass", action="store_true",
                    help="a separate no-grad pass for the old log-probs even when on-policy (the same loss; for comparison)")
     p.add_argument("--chunk-size", type=COUNT, default=128, help="positions per chunk of the log-prob/entropy pass")

@@ -50,8 +50,8 @@ def data_problem(data):
 
 def rlvr_rollouts(step, model, tokenizer, tasks, args):
     """One RLVR step: per task type, args.prompts tasks drawn at random, args.group answers to each
-    (every type in one sample call), rewarded for training. Returns (rows, records, times) as self_play does (no proposals: records
-    is empty)."""
+    (every type in one sample call), rewarded for training. Returns (rows, records, times) as
+    self_play does (no proposals: records is empty)."""
     rng, seeds = step_randomness(args.seed, step)
     times = {"generate": 0.0, "execute": 0.0}
     chosen = [(task_type, t.task) for task_type in args.task_types

@@ -131,23 +131,20 @@ def save_checkpoint(out, step, model, tokenizer, optimizer, buffers):
         save_buffer(os.path.join(tmp, f"buffer_{name}.jsonl"), buffer)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)  # a checkpoint is complete or absent, never half written
-    for _, older in checkpoints(out)[:-1]:
-        drop_optimizer_state(older)
+    for older_step, older in checkpoints(out)[:-1]:
+        drop_optimizer_state(older, older_step)
 
 
-def drop_optimizer_state(folder):
+def drop_optimizer_state(folder, step):
     """Keep only the step in a checkpoint's trainer_state.pt. Only the newest checkpoint needs the
     optimizer (--resume continues from it); older ones keep what the analyses read, the weights and
     the buffers. AdamW's two moments are twice the float32 weights: at 3B a checkpoint falls from
-    37 to 12 GB. Written to a new file and swapped in, so a kill leaves the old file or the new."""
+    37 to 12 GB. The file is rewritten without being read (the step is the folder's), to a new file
+    swapped in, so a kill leaves the old file or the new."""
     path = os.path.join(folder, "trainer_state.pt")
-    if not os.path.isfile(path):
-        return
-    state = torch.load(path, weights_only=True)
-    if "optimizer" not in state:
-        return
-    torch.save({"step": state["step"]}, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    if os.path.isfile(path):
+        torch.save({"step": step}, path + ".tmp")
+        os.replace(path + ".tmp", path)
 
 
 def trained_template(model):

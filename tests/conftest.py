@@ -17,13 +17,13 @@ def assert_usage_and_one_error(err, prog, message):
     assert message in lines[-1], err
 
 
-def run_child(cmd, check=True, **kwargs):
-    """subprocess.run(cmd, capture_output=True, text=True, **kwargs). With check, a child that exits
+def run_child(cmd, must_succeed=True, **kwargs):
+    """subprocess.run(cmd, capture_output=True, text=True, **kwargs). With must_succeed, a child that exits
     non-zero fails the test with a message holding the command and the end of the child's stderr
     (and stdout), so the cause (its traceback, its last line) is in the report and in pytest's junit
     file, not only in a CalledProcessError's attributes."""
     done = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
-    if check and done.returncode != 0:
+    if must_succeed and done.returncode != 0:
         pytest.fail(child_failure(cmd, done), pytrace=False)
     return done
 

@@ -187,9 +187,12 @@ def made(tmp_path_factory):
 
 def tracked_files():
     try:
-        listing = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("not a git checkout")
+        done = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    except OSError as e:
+        pytest.skip(f"no git: {e}")
+    if done.returncode != 0:
+        pytest.skip(f"not a git checkout: {done.stderr.strip()}")
+    listing = done.stdout
     return [f for f in listing.splitlines() if os.path.exists(os.path.join(ROOT, f))]
 
 

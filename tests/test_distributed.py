@@ -298,10 +298,10 @@ def test_the_sandbox_pool_of_a_rank_has_its_share_of_the_cores_and_its_own_uids(
 # End to end: torchrun grpo.py
 
 
-def torchrun(argv, script="grpo.py", timeout=300, check=True):
+def torchrun(argv, script="grpo.py", timeout=300, must_succeed=True):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
            "--master-port", str(free_port()), script, *argv]
-    return run_child(cmd, check=check, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=timeout)
+    return run_child(cmd, must_succeed=must_succeed, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=timeout)
 
 
 FAILING = """
@@ -329,7 +329,7 @@ def failed_run(tmp_path_factory):
     script, run = folder / "failing.py", str(folder / "run")
     script.write_text(FAILING.format(root=ROOT))
     done = torchrun(FAST + ["--steps", "3", "--save-every", "1", "--out", run], script=str(script), timeout=240,
-                    check=False)  # it is meant to fail
+                    must_succeed=False)  # it is meant to fail
     return run, done.returncode, done.stdout + done.stderr
 
 

@@ -7,6 +7,7 @@ import json
 import os
 
 import pytest
+import torch
 
 import analyze
 import evaluate
@@ -104,7 +105,7 @@ def test_toyworld_answers_render_the_template_and_grade_what_the_model_said(monk
 
     def fake_sample(model, tokenizer, prompts, n, *args, **kwargs):
         seen.extend(prompts)
-        return {"prompt_index": __import__("torch").arange(len(prompts)), "texts": ["x"] * len(prompts)}
+        return {"prompt_index": torch.arange(len(prompts)), "texts": ["x"] * len(prompts)}
     graded = []
     monkeypatch.setattr(toyworld, "sample", fake_sample)
     monkeypatch.setattr(toyworld, "solver_rewards", lambda t, tasks, texts, train: graded.extend(texts) or [0.0] * len(texts))
