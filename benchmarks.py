@@ -19,7 +19,7 @@ import json
 import os
 import re
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from math_verify import LatexExtractionConfig, parse, verify
 
@@ -258,10 +258,9 @@ def load_codeio(limit=None, chunk=64):
 def task_problems(path, task_type):
     """The valid tasks of a run's tasks.jsonl or a buffer file that can play task_type: triplets
     for deduction and abduction, induction tasks for induction."""
-    names = {f.name for f in fields(Task)}
     problems = []
     for j, record in enumerate(read_jsonl(path)):
-        task = Task(**{k: v for k, v in record.items() if k in names})
+        task = Task.from_record(record)
         if task.valid and task.outputs and (task.type == "induction") == (task_type == "induction"):
             problems.append(Problem(f"task-{j}", "", task))
     return problems

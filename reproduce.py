@@ -67,6 +67,8 @@ from benchmarks import BENCHMARKS, PACKAGES
 from evaluate import pass_at_k_curve, plot_pass_at_k
 from evaluate import main as evaluate_main
 from findings import all_findings, matched_budget, mean, std, verdict_table
+from preconditions import (POOL_DEPTHS, POOLS, PROPOSED_TASKS, depth_pool, plot_preconditions, precondition_numbers,
+                           preconditions_section, proposed_pool, read_pool, write_pool)
 from models import load_model, model_name_problem
 from runs import checkpoints, number, read_jsonl, trained_template
 from sparsity import sparsity, summarize
@@ -143,11 +145,22 @@ def get_args(argv=None):
     p.add_argument("--matched-budget", action="store_true",
                    help="also train RLVR and SFT on as many solver sequences per step as AZR (more --prompts), "
                         "and decide the findings a second time with them")
+    p.add_argument("--preconditions", action="store_true",
+                   help="also measure whether the proposer's tasks can matter (preconditions.py): RLVR on the "
+                        "easiest, the hardest and the base's own tasks, and how far each self-play run moves its tasks")
+    p.add_argument("--only-preconditions", action="store_true",
+                   help="train and measure only the preconditions (and the self-play runs of --methods they read), "
+                        "then stop: report/preconditions.md")
     p.add_argument("--jobs", type=number(int, 1), default=1,
                    help="training runs at once, each in its own process, the CPU's threads divided among them")
     p.add_argument("--dry-run", action="store_true", help="print what would be trained and evaluated; write nothing")
     args = p.parse_args(argv)
     args.methods = list(dict.fromkeys(args.methods))  # each once, in the order given
+    if args.only_preconditions:  # the self-play runs (b) reads, and nothing else of the study
+        args.preconditions, args.sweep_lrs, args.long_steps, args.matched_budget = True, [], None, False
+        args.methods = [m for m in args.methods if m in SELF_PLAY]
+        if not args.methods:
+            p.error("--only-preconditions: (b) reads self-play runs; keep azr, azr-peaked or azr-frozen among --methods")
     check_args(p, args)
     return args
 
@@ -186,6 +199,8 @@ def check_args(p, args):
     if args.matched_budget:  # AZR's budget first, then the matched runs' own
         args.matched_prompts = matched_prompts(args, p)
         args.budgets = budgets(args)
+    if args.preconditions and "toy" not in args.benchmarks:
+        p.error("--preconditions: measured on the toy world's held-out tasks; keep toy among --benchmarks")
     args.eval_max_new_tokens = settings.max_new_tokens
     args.settings = vars(settings)
 
@@ -329,6 +344,53 @@ def start_long(args, method, seed, folder):
     config["out"] = folder  # grpo.py --resume reads its folder back from the config
     write_json(os.path.join(tmp, "config.json"), config)
     os.replace(tmp, folder)
+
+
+# -----------------------------------------------------------------------------
+# The preconditions (preconditions.py): RLVR on three pools of tasks, in preconditions/
+
+
+def pool_paths(args):
+    """{pool: its task file}, in --out/preconditions/."""
+    return {pool: os.path.join(args.out, "preconditions", f"{pool}.jsonl") for pool in POOLS}
+
+
+def pool_folder(args, pool, seed):
+    return os.path.join(args.out, "preconditions", f"{pool}-seed{seed}")
+
+
+def write_pools(args):
+    """Each pool's task file, written once: fresh tasks of one depth, or the base's own proposals
+    (AZR's seeding with the study's AZR settings, PROPOSED_TASKS valid triplets), with the held-out
+    programs left out of every pool as rlvr.py's fresh tasks leave them out."""
+    held = {t.task.program.strip() for t in heldout()}
+    for pool, path in pool_paths(args).items():
+        if os.path.isfile(path):
+            continue
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if pool in POOL_DEPTHS:
+            records = depth_pool(POOL_DEPTHS[pool])
+        else:
+            settings = grpo.get_args(train_argv(args, "azr", 0) + ["--seed-tasks", str(PROPOSED_TASKS),
+                                                                   "--task-types", ",".join(TRIPLET_TYPES)])
+            model, tokenizer = load_model(args.model)
+            records = proposed_pool(model, tokenizer, settings)
+        write_pool(path, [r for r in records if r["program"].strip() not in held])
+
+
+def precondition_jobs(args):
+    """(a)'s runs: RLVR from the base on each pool (its file as --data), each seed, the study's steps."""
+    return [training_job(args, "rlvr", seed, pool_folder(args, pool, seed), extra=["--data", path])
+            for pool, path in pool_paths(args).items() for seed in range(args.seeds)]
+
+
+def precondition_numbers_of(args, plan):
+    """preconditions.json's numbers: the pools' held-out evaluations, and each self-play run's tasks."""
+    pools = {pool: read_pool(path) for pool, path in pool_paths(args).items()}
+    evaluations = {pool: [heldout_eval(args, pool_folder(args, pool, s), *final_checkpoint(pool_folder(args, pool, s)))
+                          for s in range(args.seeds)] for pool in tqdm(POOLS, desc="preconditions", unit="pool")}
+    runs = [(m, s, read_jsonl(os.path.join(f, "tasks.jsonl")), args.steps) for m, s, f in plan if m in SELF_PLAY]
+    return precondition_numbers(pools, evaluations, runs)
 
 
 # -----------------------------------------------------------------------------
@@ -572,7 +634,7 @@ def judge_numbers(args, folder, steps):
         rates = {}
         for task_type in sorted({t for t, _ in chosen}):
             keys = [k for k in chosen if k[0] == task_type]
-            tasks = [Generated(Task(**{f: r[f] for f in ("type", "program", "inputs", "outputs", "message")}), 0, (), [])
+            tasks = [Generated(Task.from_record(r), 0, (), [])
                      for k in keys for r in chosen[k]]
             rates_flat = solved(model, tokenizer, task_type, tasks, TEMPERATURE, JUDGE_SAMPLES, args.eval_max_new_tokens,
                                 template=template_of(args, name))
@@ -784,6 +846,9 @@ def write_report(args, plan, long, evaluations, numbers, records, matched, comma
            "![length vs difficulty](length_vs_difficulty.png)", "",
            table(CURRICULUM_HEADER, [r for m, _, folder in plan if m in SELF_PLAY for r in curriculum_rows(folder)]), ""]
     md += judges_section(numbers)
+    if "preconditions" in numbers:
+        plot_preconditions(numbers["preconditions"], os.path.join(report, "preconditions.png"))
+        md += preconditions_section(numbers["preconditions"])
     with open(os.path.join(report, "report.md"), "w") as f:
         f.write("\n".join(md))
 
@@ -817,10 +882,11 @@ def keep_artefacts(folders, report):
 
 
 def training_jobs(args, plan, sweep, long):
-    """The study's three training phases, each a list of training_job: the runs, finding 4's sweep
-    (its own-rate points come from the runs) and the long runs."""
+    """The study's training phases, each a list of training_job: with --preconditions their RLVR
+    runs, the runs, finding 4's sweep (its own-rate points come from the runs) and the long runs."""
     own = args.settings["lr"]
-    return [("training runs", [training_job(args, m, s, f) for m, s, f in plan]),
+    return [("precondition runs", precondition_jobs(args) if args.preconditions else []),
+            ("training runs", [training_job(args, m, s, f) for m, s, f in plan]),
             ("sweep runs", [training_job(args, m, s, f, steps, ["--lr", f"{rate:g}"])
                             for rate, m, s, f, steps in sweep if rate != own]),
             ("long runs", [None if run_state(f, args.long_steps) == "done" else
@@ -853,12 +919,28 @@ def study_numbers(args, plan, sweep, long, evaluations):
         if folders:
             numbers["methods"][f"{method}-long"] = {"entropy": [entropy_numbers(f) for f in folders],
                                                     "probe": [probe_numbers(args, f, probes, base_entropy) for f in folders]}
+    if args.preconditions:
+        numbers["preconditions"] = precondition_numbers_of(args, plan)
     if sweep:
         rates = {}
         for rate, method, _, folder, steps in tqdm(sweep, desc="sweep sparsity", unit="run"):
             rates.setdefault(f"{rate:g}", {}).setdefault(method, []).append(
                 sparsity_numbers(args, folder, checkpoint_at(folder, steps)))
         numbers["sweep"] = {"steps": args.sweep_steps, "rates": rates}
+    return numbers
+
+
+def only_preconditions(args, plan, report):
+    """--only-preconditions: report/preconditions.json, .md and .png, and each run's plain files."""
+    numbers = precondition_numbers_of(args, plan)
+    write_json(os.path.join(report, "preconditions.json"), numbers)
+    plot_preconditions(numbers, os.path.join(report, "preconditions.png"))
+    md = preconditions_section(numbers)
+    with open(os.path.join(report, "preconditions.md"), "w") as f:
+        f.write("\n".join(md))
+    keep_artefacts([f for _, _, f in plan] + [pool_folder(args, p, s) for p in POOLS for s in range(args.seeds)], report)
+    executor.close_pool()
+    print("\n".join(md))
     return numbers
 
 
@@ -878,14 +960,18 @@ def main(argv=None):
               f"curriculum with fixed judges, findings into {os.path.join(args.out, 'report')}")
         return None
     start = time.time()
+    if args.preconditions:
+        write_pools(args)
     for what, jobs in phases:
         if what == "long runs":  # each starts as a copy of its finished study run
             for method, seed, folder in long:
                 start_long(args, method, seed, folder)
         train_all(args, jobs, what)
-    evaluations = evaluate_all(args, plan)
     report = os.path.join(args.out, "report")
     os.makedirs(report, exist_ok=True)
+    if args.only_preconditions:
+        return only_preconditions(args, plan, report)
+    evaluations = evaluate_all(args, plan)
     write_json(os.path.join(report, "numbers.json"), study_numbers(args, plan, sweep, long, evaluations))
     with open(os.path.join(report, "numbers.json")) as f:  # the verdicts come from the saved file alone
         numbers = json.load(f)
@@ -895,7 +981,8 @@ def main(argv=None):
     if matched:
         write_json(os.path.join(report, "findings_matched_budget.json"), matched)
     write_report(args, plan, long, evaluations, numbers, records, matched, shlex.join(argv))
-    folders = dict.fromkeys([f for _, _, f in plan + long] + [f for _, _, _, f, _ in sweep])
+    folders = dict.fromkeys([f for _, _, f in plan + long] + [f for _, _, _, f, _ in sweep]
+                            + ([pool_folder(args, p, s) for p in POOLS for s in range(args.seeds)] if args.preconditions else []))
     keep_artefacts(folders, report)
     executor.close_pool()
     print(verdict_table(records))

@@ -34,8 +34,7 @@ def load_data(data):
         return heldout()
     with open(data, encoding="utf-8") as f:
         records = [json.loads(line) for line in f if line.strip()]
-    fields = {"type", "program", "inputs", "outputs", "message", "step", "valid", "reason", "solve_rate"}
-    tasks = [Task(**{k: v for k, v in r.items() if k in fields}) for r in records]
+    tasks = [Task.from_record(r) for r in records]
     return [Generated(t, 0, (), []) for t in tasks if t.valid and len(t.inputs) == 1 and t.outputs]
 
 

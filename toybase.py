@@ -28,7 +28,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 import proposer
 import solver
 from chat import CHATML, render_chat
-from toytasks import CORPUS_DEPTHS, corpus_examples, generate, heldout, style_of
+from toytasks import CORPUS_DEPTHS, DEPTHS, WRONG_SHARE, corpus_examples, generate, heldout, style_of
 
 MAX_TOKENS = 1024             # the model's context: the longest prompt here is about 600 tokens
 PROMPT_WEIGHT = 0.25           # loss weight of prompt tokens in pretraining (responses: 1)
@@ -58,6 +58,7 @@ class BuildSettings:
     batch_tokens: int = 6_144   # tokens per optimizer step, padding included
     lr: float = 3e-3
     threads: int = 2
+    wrong_share: tuple = (WRONG_SHARE,) * len(DEPTHS)  # a hasty answer's chance of a near miss, by depth 1, 2, 3
 
     def reduced(self, **changes):
         """The same build, shrunk to seconds for tests: few programs, a one-layer model of width
@@ -65,6 +66,14 @@ class BuildSettings:
         small = {"programs": 150, "hidden": 32, "layers": 1, "heads": 2, "vocab": 600, "steps": 3,
                  "batch_tokens": 1_024, "threads": 1}
         return replace(self, **{**small, **changes})
+
+
+# toy-v3: toy-v2's build but for the hasty answers' error, which grows with the program's depth (a
+# hasty answer is wrong a tenth of the time at depth 1, nine tenths at depth 3). In toy-v2 (0.6 at
+# every depth) RLVR on the easiest tasks alone taught more than on the hardest, and the base's own
+# mix most: the tasks a proposer invents could not pay for being hard. Here careful tracing pays
+# on deep tasks and hardly on shallow ones, so which tasks a solver trains on should matter.
+TOY_V3 = BuildSettings(wrong_share=(0.1, 0.5, 0.9))
 
 
 # -----------------------------------------------------------------------------
@@ -246,7 +255,7 @@ def build(folder, settings=BuildSettings()):
         seen, generated = {proposer.task_key(t.task) for t in heldout()}, []  # no held-out task in the corpus
         for done in tqdm(range(0, settings.programs, 1000), desc="toy base: programs"):
             generated += generate(min(1000, settings.programs - done), rng, depths=CORPUS_DEPTHS, seen=seen)
-        examples = corpus_examples(generated, rng)
+        examples = corpus_examples(generated, rng, settings.wrong_share)
         tokenizer = train_tokenizer([text for u, r, _ in examples for text in (u, r)], settings.vocab)
         sequences = encode(tokenizer, examples)
         model = new_model(tokenizer, settings)

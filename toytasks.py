@@ -52,6 +52,7 @@ CORPUS_DEPTHS = (1, 1, 1, 2, 2, 2, 3, 3)  # depths of the corpus programs: a few
                                # the held-out set's uniform mix, as each step is learned from them first
 CAREFUL_SHARE = 0.25           # of the solver's deduction and abduction answers, traced step by step: always right
 WRONG_SHARE = 0.6              # of the other (hasty) answers, a plausible near miss instead of the answer
+                               # (toy-v2, at every depth; toy-v3's grows with depth: toybase.TOY_V3)
 ABDUCTION_TRIES = 8            # near-miss inputs tried per wrong hasty abduction answer (some give the output)
 RLVR_SEED = 777               # fresh tasks for RLVR: generated apart from the corpus and the held-out set
 
@@ -318,13 +319,14 @@ def block(lang, text):
     return f"```{lang}\n{text}\n```"
 
 
-def corpus_examples(generated, rng):
+def corpus_examples(generated, rng, wrong_share=(WRONG_SHARE,) * len(DEPTHS)):
     """The pretraining examples, (user text, response text, kind), from a list of Generated:
       solver deduction, one per triplet, and solver abduction, for ABDUCTION_SHARE of the
         triplets: careful (CAREFUL_SHARE of them: think = the trace, from the input that an
         abduction answer then gives; the answer right) or hasty (think = what the program does;
-        the answer a near miss WRONG_SHARE of the time: wrong_output, or for abduction the first
-        of near_inputs that gives another output, when one does);
+        the answer a near miss wrong_share[depth - 1] of the time (by the program's depth):
+        wrong_output, or for abduction the first of near_inputs that gives another output, when one
+        does);
       solver induction, for INDUCTION_SHARE of the programs with several inputs: think = what each
         step does, answer = the program;
       proposer deduction / abduction, for PROPOSER_SHARE of the triplets each: 1 to MAX_REFERENCES
@@ -342,11 +344,11 @@ def corpus_examples(generated, rng):
     for g in singles:
         task, (output,), (text,) = g.task, g.task.outputs, g.task.inputs
         s = style()
-        answer = wrong_output(g, rng) if s == "hasty" and rng.random() < WRONG_SHARE else output
+        answer = wrong_output(g, rng) if s == "hasty" and rng.random() < wrong_share[g.depth - 1] else output
         examples.append((solver.solver_prompt("deduction", task), respond(think(g, s), answer), "solver/deduction"))
         if rng.random() < ABDUCTION_SHARE:
             s = style()
-            if s == "hasty" and rng.random() < WRONG_SHARE:
+            if s == "hasty" and rng.random() < wrong_share[g.depth - 1]:
                 pending.append((g, near_inputs(g, rng)))
                 at.append(len(examples))
             examples.append((solver.solver_prompt("abduction", task), respond(think(g, s), text), "solver/abduction"))

@@ -151,7 +151,8 @@ def print_figures(figures):
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description="The toy world: generated tasks, a small base model, held-out figures.")
     p.add_argument("--show", action="store_true", help="print a few generated tasks of each depth")
-    p.add_argument("--build", action="store_true", help="build the toy base from its seed into the cache (a shipped one in bases/ is used first)")
+    p.add_argument("--build", nargs="?", const="toy", choices=models.TOY_BASES,
+                   help="build a toy base (default toy) from its seed into the cache (a shipped one in bases/ is used first)")
     p.add_argument("--eval", metavar="MODEL", help="held-out figures of a model: built-in name, folder or hub id")
     p.add_argument("--samples", type=number(int, 1), default=SAMPLES, help="samples per task at temperature 1 (pass@k up to k = this)")
     p.add_argument("--forced", type=number(int, 1), default=FORCED_SAMPLES, help="samples per task and forced style")
@@ -161,7 +162,7 @@ if __name__ == "__main__":
     if args.show:
         show()
     if args.build:
-        print(models.builtin_folder("toy", rebuild=True))
+        print(models.builtin_folder(args.build, rebuild=True))
     if args.eval:
         torch.set_num_threads(min(2, os.cpu_count() or 1))
         model, tokenizer = models.load_model(args.eval)

@@ -26,6 +26,7 @@ LAYERS = [
     ["toyworld"],
     ["sparsity", "curriculum"],             # analysis
     ["analyze"],
+    ["preconditions"],                      # can the proposer's tasks matter: the study's preconditions
     ["bench", "reproduce", "assignments"],  # benchmarks and demos; the whole study in one command; courses
 ]
 

@@ -42,6 +42,7 @@ BAD_ARGUMENTS = [
     (["--long-steps", "20"], "--long-steps 20: not beyond the runs' 20 steps"),
     (["--matched-budget", "--methods", "rlvr", "sft"], "--matched-budget: needs azr and rlvr or sft"),
     (["--matched-budget", "--grpo-args=--prompts 3"], "not a whole number of RLVR prompts"),
+    (["--only-preconditions", "--methods", "rlvr", "sft"], "--only-preconditions: (b) reads self-play runs"),
 ]
 
 
@@ -161,7 +162,7 @@ def stand_in(calls):
         model, tokenizer = load_model("tiny")
         with torch.no_grad():
             for p in model.parameters():
-                p.view(-1)[::SHARE[method]] += 0.05
+                p.view(-1)[::SHARE.get(method, 10)] += 0.05  # the preconditions' pools: RLVR
         optimizer = torch.optim.AdamW(model.parameters())
         save_checkpoint(out, steps, model, tokenizer, optimizer, {"triplet": [], "induction": []})
         return 0
@@ -263,6 +264,51 @@ def test_the_sweep_the_long_runs_and_the_matched_budget_reach_the_report(stand_i
     assert "sparsity_sweep.png" in text and os.path.isfile(os.path.join(study, "report", "sparsity_sweep.png"))
     assert "entropy_long.png" in text and os.path.isfile(os.path.join(study, "report", "entropy_long.png"))
     assert os.path.isdir(os.path.join(study, "report", "runs", "azr-lr0.001-seed0"))
+
+
+PROPOSED = [{"type": "deduction", "program": "def f(a):\n    return a + 1", "inputs": ["1"], "outputs": ["2"],
+             "message": "", "valid": True}]
+
+
+def last_value(argv, flag):
+    """The value of the last `flag` in argv, the one argparse keeps."""
+    return argv[len(argv) - argv[::-1].index(flag)]
+
+
+def test_only_the_preconditions_train_rlvr_on_each_pool_and_the_self_play_runs(stand_ins, monkeypatch):
+    study, calls = stand_ins
+    monkeypatch.setattr(reproduce, "proposed_pool", lambda model, tokenizer, settings: PROPOSED)
+    numbers = reproduce.main(SMALL + ["--only-preconditions", "--out", study])
+    trained = {os.path.basename(last_value(a, "--out")): a for a in calls}
+    assert sorted(trained) == ["azr-frozen-seed0", "azr-peaked-seed0", "azr-seed0", "easiest-seed0", "hardest-seed0",
+                               "proposed-seed0"]  # no RLVR or SFT run of the study, no sweep
+    for pool in reproduce.POOLS:
+        argv = trained[f"{pool}-seed0"]
+        assert last_value(argv, "--method") == "rlvr"
+        assert read_jsonl(last_value(argv, "--data")) == (PROPOSED if pool == "proposed" else
+                                                          reproduce.depth_pool(reproduce.POOL_DEPTHS[pool]))
+    assert set(numbers["pools"]) == set(reproduce.POOLS) and numbers["pools"]["proposed"]["tasks"] == 1
+    assert [r["method"] for r in numbers["runs"]] == ["azr", "azr-peaked", "azr-frozen"]
+    assert numbers["runs"][0]["move"] == 0  # the stand-in's tasks: a + k, then a * k, of one AST size
+    report = os.path.join(study, "report")
+    with open(os.path.join(report, "preconditions.json")) as f:
+        assert json.load(f) == json.loads(json.dumps(numbers))
+    assert "(a) " in open(os.path.join(report, "preconditions.md")).read()
+    assert os.path.getsize(os.path.join(report, "preconditions.png")) > 0
+    assert os.path.isfile(os.path.join(report, "runs", "hardest-seed0", "heldout_eval.json"))
+    calls.clear()
+    assert reproduce.main(SMALL + ["--only-preconditions", "--out", study]) == numbers and calls == []
+
+
+def test_the_preconditions_join_the_studys_report(stand_ins, monkeypatch):
+    study, calls = stand_ins
+    monkeypatch.setattr(reproduce, "proposed_pool", lambda model, tokenizer, settings: PROPOSED)
+    reproduce.main(SMALL + ["--preconditions", "--methods", "azr", "rlvr", "--out", study])
+    with open(os.path.join(study, "report", "numbers.json")) as f:
+        numbers = json.load(f)
+    assert set(numbers["preconditions"]["pools"]) == set(reproduce.POOLS)
+    text = open(os.path.join(study, "report", "report.md")).read()
+    assert "## Can the proposer's tasks matter? (preconditions)" in text and "(preconditions.png)" in text
 
 
 @pytest.mark.slow
