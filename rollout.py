@@ -43,6 +43,15 @@ def step_randomness(seed, step):
     return random.Random(f"{seed}-{step}"), iter(range(seed * 1_000_003 + step * 1_009, 1 << 62))
 
 
+def seeding_randomness(seed, phase, round_, task_types):
+    """The random draws of one round of the seeding before step 1 (selfplay.seed_buffers): a
+    random.Random for its choices and a sampling seed per task type, counted down from just below
+    step_randomness's (which count up from seed * 1_000_003), so that no seeding call samples with a
+    step's seed: 7 per round, the two triplet phase's types at 0 and 1, the induction phase's at 3."""
+    start = seed * 1_000_003 - 1 - 7 * round_ - 3 * (phase == "induction")
+    return random.Random(f"{seed}-seed-{phase}-{round_}"), [start - k for k in range(len(task_types))]
+
+
 @contextmanager
 def timed(times, kind):
     """Add the seconds the block takes to times[kind] (the `seconds/...` of metrics.jsonl)."""
@@ -116,21 +125,22 @@ def positions_by(keys):
     return out
 
 
-def solver_rollout(model, tokenizer, tasks, args, seed, first_prompt, times):
-    """The solver's args.group answers to each (task type, task), every type in one sample call, as
-    Rows with their training rewards (solver.solver_rewards: the format penalties, then 1 or
-    -0.5): the solver's half of a step, the same in AZR self-play and RLVR. Adds its seconds to
-    times["generate"] and ["execute"]. Under torchrun each rank answers and rewards its share of
-    the tasks, and all get every Row."""
+def solver_rollout(model, tokenizer, tasks, args, seed, first_prompt, times, n=None, train=True):
+    """The solver's n (default args.group) answers to each (task type, task), every type in one
+    sample call, as Rows (prompt: first_prompt + the task's index) with their rewards
+    (solver.solver_rewards; train: the format penalties, then 1 or -0.5; else 1 or 0, a solve
+    rate's): the solver's half of a step, the same in AZR self-play and RLVR, and AZR's solve-rate
+    samples. Adds its seconds to times["generate"] and ["execute"]. Under torchrun each rank
+    answers and rewards its share of the tasks, and all get every Row."""
     def answer(lo, hi):  # tasks[lo:hi]
         with timed(times, "generate"):
             rows, responses, index = rollout(model, tokenizer, [(solver_prompt(t, task), "solver", t)
                                                                 for t, task in tasks[lo:hi]],
-                                             args.group, args, seed=seed, first_prompt=first_prompt + lo)
+                                             n or args.group, args, seed=seed, first_prompt=first_prompt + lo)
         with timed(times, "execute"):
             for task_type, ks in positions_by([r.task_type for r in rows]).items():
                 rewards = solver_rewards(task_type, [tasks[lo + index[k]][1] for k in ks], [responses[k] for k in ks],
-                                         train=True, rule=args.format)
+                                         train=train, rule=args.format)
                 for k, reward in zip(ks, rewards):
                     rows[k].reward = reward
         return rows

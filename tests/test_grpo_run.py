@@ -206,6 +206,7 @@ def test_a_steps_prompts_come_from_the_buffers_as_they_stood_at_its_start(monkey
 
     monkeypatch.setattr(selfplay, "make_tasks", fake_make_tasks)
     monkeypatch.setattr(selfplay, "rollout", recording_rollout)
+    monkeypatch.setattr(rollout, "rollout", recording_rollout)  # the solve rates' (rollout.solver_rollout)
     args = grpo.get_args(FAST + ["--task-types", "deduction,abduction,induction"])
     buffers, earlier = proposer.new_buffers(), {}
     for step in (1, 2):
