@@ -40,8 +40,10 @@ each phase is a short function over the others'.
 
 import argparse
 import contextlib
+from collections import namedtuple
 import functools
 import gzip
+import hashlib
 import importlib.util
 import io
 import json
@@ -66,7 +68,7 @@ from curriculum import mean_or_none, program_complexity
 from benchmarks import BENCHMARKS, PACKAGES
 from evaluate import pass_at_k_curve, plot_pass_at_k
 from evaluate import main as evaluate_main
-from findings import all_findings, matched_budget, mean, std, verdict_table
+from findings import all_findings, matched_budget, mean, sparsity_sweep, std, verdict_table
 from preconditions import (POOL_DEPTHS, POOLS, PROPOSED_TASKS, depth_pool, plot_preconditions, precondition_numbers,
                            preconditions_section, proposed_pool, read_pool, write_pool)
 from models import load_model, model_name_problem
@@ -97,6 +99,8 @@ JUDGE_TASKS, JUDGE_SAMPLES = 16, 16                       # (ours) finding 6's f
 # --quick: the smallest batches that still run every part, for tests and a first look
 QUICK = ["--prompts", "2", "--group", "2", "--solve-samples", "2", "--seed-tasks", "0",
          "--task-types", "deduction,abduction"]
+Run = namedtuple("Run", "method seed folder")                          # one training run of the study
+SweepRun = namedtuple("SweepRun", "rate method seed folder steps")      # one point of finding 4's sweep
 HELDOUT_SIZE = HELDOUT_PER_DEPTH * len(DEPTHS)            # the toy world's held-out tasks
 TEMPERATURE = 1.0                                         # held-out pass@k samples: what self-play samples
 EVAL_BENCHMARKS = tuple(b for b in BENCHMARKS if b not in ("tasks", "jsonl"))  # those that need no --data
@@ -304,7 +308,7 @@ def train_all(args, jobs, what="training runs"):
 
 
 def sweep_plan(args):
-    """[(rate, method, seed, folder, step)]: finding 4's learning-rate sweep. Each --sweep-lrs rate
+    """[SweepRun]: finding 4's learning-rate sweep. Each --sweep-lrs rate
     trains AZR, RLVR and SFT for --sweep-steps steps per seed in sweep/; the study's own rate is
     read from its runs' checkpoint at that step (the learning rate is constant, and the runs draw
     each step's randomness from the seed and the step, so the first steps of a longer run are the
@@ -317,15 +321,15 @@ def sweep_plan(args):
             for seed in range(args.seeds):
                 folder = run_folder(args, method, seed) if rate == own else \
                     os.path.join(args.out, "sweep", f"{method}-lr{rate:g}-seed{seed}")
-                plan.append((rate, method, seed, folder, args.sweep_steps))
+                plan.append(SweepRun(rate, method, seed, folder, args.sweep_steps))
     return plan
 
 
 def long_plan(args):
-    """[(method, seed, folder)]: the runs continued to --long-steps, each in <method>-long-seed<k>."""
+    """[Run]: the runs continued to --long-steps, each in <method>-long-seed<k>."""
     if args.long_steps is None:
         return []
-    return [(m, s, os.path.join(args.out, "runs", f"{m}-long-seed{s}")) for m in LONG if m in args.methods
+    return [Run(m, s, os.path.join(args.out, "runs", f"{m}-long-seed{s}")) for m in LONG if m in args.methods
             for s in range(args.seeds)]
 
 
@@ -389,7 +393,8 @@ def precondition_numbers_of(args, plan):
     pools = {pool: read_pool(path) for pool, path in pool_paths(args).items()}
     evaluations = {pool: [heldout_eval(args, pool_folder(args, pool, s), *final_checkpoint(pool_folder(args, pool, s)))
                           for s in range(args.seeds)] for pool in tqdm(POOLS, desc="preconditions", unit="pool")}
-    runs = [(m, s, read_jsonl(os.path.join(f, "tasks.jsonl")), args.steps) for m, s, f in plan if m in SELF_PLAY]
+    runs = [(r.method, r.seed, read_jsonl(os.path.join(r.folder, "tasks.jsonl")), args.steps) for r in plan
+            if r.method in SELF_PLAY]
     return precondition_numbers(pools, evaluations, runs)
 
 
@@ -407,35 +412,51 @@ def heldout_tasks(count):
 
 def write_json(path, data):
     """Write JSON whole or not at all: a kill never leaves half a cache file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(data, f, indent=1)
     os.replace(tmp, path)
 
 
+def cached(path, settings, field, compute, key=None):
+    """compute()'s result, kept in the JSON file `path` as {"settings": settings, field: result} and
+    read back while the settings are the same (else computed again). With `key`, one file holds
+    many results, {"settings": ..., field: {key: result}} (one per checkpoint), each computed once.
+    Every study cache is one of these, written whole (write_json)."""
+    data = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            data = json.load(f)
+    if data.get("settings") != settings:
+        data = {"settings": settings, **({field: {}} if key is not None else {})}
+    if key is None and field not in data:
+        data[field] = compute()
+        write_json(path, data)
+    elif key is not None and key not in data[field]:
+        data[field][key] = compute()
+        write_json(path, data)
+    return data[field] if key is None else data[field][key]
+
+
 def heldout_eval(args, folder, model_name, key):
     """{"toy deduction": {...}, "toy abduction": {...}}: each task's count of right answers among n
     samples at temperature 1 (toyworld.answers, graded by solver.solver_rewards(train=False)), and
     pass@k for k = 1..n. Cached in folder/heldout_eval.json under `key` and the sampling settings."""
-    path = os.path.join(folder, "heldout_eval.json")
     settings = {"model": key, "n": args.n, "tasks": args.tasks_per_type, "max_new_tokens": args.eval_max_new_tokens,
                 "temperature": TEMPERATURE, "template": template_of(args, model_name)}
-    if os.path.isfile(path):
-        with open(path) as f:
-            cached = json.load(f)
-        if cached["settings"] == settings:
-            return cached["results"]
-    model, tokenizer = load_model(model_name)
-    tasks, results = heldout_tasks(args.tasks_per_type), {}
-    for task_type in TRIPLET_TYPES:
-        samples = answers(model, tokenizer, task_type, tasks, TEMPERATURE, args.n, max_new_tokens=args.eval_max_new_tokens,
-                          template=settings["template"])
-        counts = [sum(right for right, _ in a) for a in samples]
-        results[f"toy {task_type}"] = {"counts": counts, "problems": len(counts),
-                                       "pass_at_k": {str(k): v for k, v in enumerate(pass_at_k_curve(counts, args.n), 1)}}
-    os.makedirs(folder, exist_ok=True)
-    write_json(path, {"settings": settings, "results": results})
-    return results
+
+    def compute():
+        model, tokenizer = load_model(model_name)
+        tasks, results = heldout_tasks(args.tasks_per_type), {}
+        for task_type in TRIPLET_TYPES:
+            samples = answers(model, tokenizer, task_type, tasks, TEMPERATURE, args.n,
+                              max_new_tokens=args.eval_max_new_tokens, template=settings["template"])
+            counts = [sum(right for right, _ in a) for a in samples]
+            results[f"toy {task_type}"] = {"counts": counts, "problems": len(counts), "pass_at_k": {
+                str(k): v for k, v in enumerate(pass_at_k_curve(counts, args.n), 1)}}
+        return results
+    return cached(os.path.join(folder, "heldout_eval.json"), settings, "results", compute)
 
 
 def benchmark_eval(args, folder, model_name, benchmarks):
@@ -511,19 +532,13 @@ def sparsity_numbers(args, folder, checkpoint=None):
     """A checkpoint's sparsity against the base, overall: {"exact", "tol", "bf16_exact", "bf16_tol"},
     cached in folder/sparsity.json under the checkpoint (default: the run's final one)."""
     checkpoint, key = checkpoint_key(checkpoint) if checkpoint else final_checkpoint(folder)
-    path = os.path.join(folder, "sparsity.json")
-    settings = {"base": args.model, "tol": args.tol}
-    cached = {}
-    if os.path.isfile(path):
-        with open(path) as f:
-            data = json.load(f)
-        cached = data.get("checkpoints", {}) if data.get("settings") == settings else {}
-    if key not in cached:
+
+    def compute():
         s = summarize(sparsity(args.model, checkpoint, args.tol))["all"]
-        cached[key] = {"exact": s["same"] / s["numel"], "tol": s["close"] / s["numel"],
-                       "bf16_exact": s["same_bf16"] / s["numel"], "bf16_tol": s["close_bf16"] / s["numel"]}
-        write_json(path, {"settings": settings, "checkpoints": cached})
-    return cached[key]
+        return {"exact": s["same"] / s["numel"], "tol": s["close"] / s["numel"],
+                "bf16_exact": s["same_bf16"] / s["numel"], "bf16_tol": s["close_bf16"] / s["numel"]}
+    return cached(os.path.join(folder, "sparsity.json"), {"base": args.model, "tol": args.tol}, "checkpoints", compute,
+                  key)
 
 
 def checkpoint_key(checkpoint):
@@ -553,43 +568,33 @@ def probe_texts(args):
     temperature 1 (seed 0): every checkpoint is then scored, by teacher forcing, on the same
     tokens, so that their entropies compare the models and not the tasks each solver happened to
     meet or the answers it happened to write. Cached in runs/base/probes.json."""
-    path = os.path.join(args.out, "runs", "base", "probes.json")
     settings = {"model": args.model, "per_type": PROBES_PER_TYPE, "template": args.settings["template"]}
-    if os.path.isfile(path):
-        with open(path) as f:
-            data = json.load(f)
-        if data["settings"] == settings:
-            return [tuple(p) for p in data["probes"]]
-    model, tokenizer = load_model(args.model)
-    template = resolve_template(tokenizer, settings["template"])
-    tasks, probes = heldout_tasks(PROBES_PER_TYPE), []
-    for task_type in TRIPLET_TYPES:
-        texts = [solver_prompt(task_type, t.task) for t in tasks]
-        out = sample(model, tokenizer, [render_prompt(tokenizer, t, template) for t in texts], 1, args.eval_max_new_tokens,
-                     TEMPERATURE, seed=0)
-        probes += sorted(("solver", texts[k], completion(text, template))
-                         for k, text in zip(out["prompt_index"].tolist(), out["texts"]))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_json(path, {"settings": settings, "probes": probes})
-    return probes
+
+    def compute():
+        model, tokenizer = load_model(args.model)
+        template = resolve_template(tokenizer, settings["template"])
+        tasks, probes = heldout_tasks(PROBES_PER_TYPE), []
+        for task_type in TRIPLET_TYPES:
+            texts = [solver_prompt(task_type, t.task) for t in tasks]
+            out = sample(model, tokenizer, [render_prompt(tokenizer, t, template) for t in texts], 1,
+                         args.eval_max_new_tokens, TEMPERATURE, seed=0)
+            probes += sorted(("solver", texts[k], completion(text, template))
+                             for k, text in zip(out["prompt_index"].tolist(), out["texts"]))
+        return probes
+    return [tuple(p) for p in cached(os.path.join(args.out, "runs", "base", "probes.json"), settings, "probes", compute)]
 
 
 def probe_numbers(args, folder, probes, base_entropy):
     """{step: the solver's mean token entropy on the probes}, step "0" the base, then each
     checkpoint of the run (analyze.probe_entropy); cached in folder/probe.json."""
-    path = os.path.join(folder, "probe.json")
-    cached = {}
-    if os.path.isfile(path):
-        with open(path) as f:
-            cached = json.load(f)
+    def entropy_of(checkpoint):
+        model, tokenizer = load_model(checkpoint)
+        return probe_entropy(model, tokenizer, probes, TEMPERATURE, template=template_of(args, checkpoint))["solver"]
+    settings = {"probes": hashlib.sha256(json.dumps(probes).encode()).hexdigest()}  # the same probes, not merely as many
     out = {"0": base_entropy}
     for step, checkpoint in checkpoints(folder):
-        _, key = checkpoint_key(checkpoint)
-        if key not in cached:
-            model, tokenizer = load_model(checkpoint)
-            cached[key] = probe_entropy(model, tokenizer, probes, TEMPERATURE, template=template_of(args, checkpoint))["solver"]
-            write_json(path, cached)
-        out[str(step)] = cached[key]
+        out[str(step)] = cached(os.path.join(folder, "probe.json"), settings, "checkpoints",
+                                functools.partial(entropy_of, checkpoint), checkpoint_key(checkpoint)[1])
     return out
 
 
@@ -611,14 +616,14 @@ def judge_numbers(args, folder, steps):
     quarter's valid programs, the mean over task types]}. A quarter with no valid task is None.
     Cached in folder/judges.json."""
     checkpoint, key = final_checkpoint(folder)
-    path = os.path.join(folder, "judges.json")
     settings = {"base": args.model, "checkpoint": key, "tasks": JUDGE_TASKS, "samples": JUDGE_SAMPLES,
                 "max_new_tokens": args.eval_max_new_tokens, "template": template_of(args, checkpoint)}
-    if os.path.isfile(path):
-        with open(path) as f:
-            cached = json.load(f)
-        if cached["settings"] == settings:
-            return cached["numbers"]
+    return cached(os.path.join(folder, "judges.json"), settings, "numbers",
+                  functools.partial(judged, args, folder, steps, checkpoint))
+
+
+def judged(args, folder, steps, checkpoint):
+    """judge_numbers' numbers, computed."""
     groups = {}
     for r in read_jsonl(os.path.join(folder, "tasks.jsonl")):
         if r["valid"]:
@@ -641,7 +646,6 @@ def judge_numbers(args, folder, steps):
             for k in keys:
                 rates[k], rates_flat = rates_flat[:len(chosen[k])], rates_flat[len(chosen[k]):]
         numbers[f"judge_{judge}"] = by_quarter(rates)
-    write_json(path, {"settings": settings, "numbers": numbers})
     return numbers
 
 
@@ -709,22 +713,23 @@ def budget_section(args):
                    "solve-rate samples"], rows), ""]
 
 
-def sweep_section(args, numbers, records, report):
+def sweep_section(args, numbers, report):
     """Finding 4 at every rate: the sweep's sparsity per method and seed, a figure, and the verdict."""
     sweep = numbers.get("sweep")
     md = ["### Sparsity against the learning rate (finding 4 at each rate)", ""]
     if not sweep:
         return md + ["No sweep (--sweep-lrs given none).", ""]
-    verdicts = {r["finding"].rsplit("(lr ", 1)[-1].split(",")[0]: r["verdict"] for r in records if "(lr " in r["finding"]}
+    rates = sorted(sweep["rates"].items(), key=lambda item: float(item[0]))
+    verdicts = {rate: r["verdict"] for (rate, _), r in zip(rates, sparsity_sweep(numbers))}  # in the same order
     rows, points = [], {}
-    for rate, by_method in sorted(sweep["rates"].items(), key=lambda item: float(item[0])):
+    for rate, by_method in rates:
         for method, values in by_method.items():
             bf16 = [v["bf16_exact"] for v in values if v and v.get("bf16_exact") is not None]
             if bf16:
                 points.setdefault(method, []).append((float(rate), mean(bf16), std(bf16)))
             rows.append([f"{float(rate):g}" + (" (the runs')" if float(rate) == args.settings["lr"] else ""), method,
                          seeds_text([v["bf16_exact"] for v in values]), seeds_text([v["exact"] for v in values]),
-                         verdicts.get(f"{float(rate):g}", "–")])
+                         verdicts[rate]])
     figure = []
     if points:
         plot_sparsity_sweep(points, os.path.join(report, "sparsity_sweep.png"))
@@ -783,7 +788,7 @@ def judges_section(numbers):
 
 def write_report(args, plan, long, evaluations, numbers, records, matched, command):
     report = os.path.join(args.out, "report")
-    seed0 = [folder for _, seed, folder in plan if seed == 0]
+    seed0 = [r for r in plan if r.seed == 0]
     md = ["# The study, reproduced", "",
           "AZR self-play (arXiv 2505.03335) against its ablations, RLVR and SFT from one base, after \"Towards "
           "Understanding Self-play for LLM Reasoning\" (arXiv 2510.27072).", "",
@@ -807,22 +812,21 @@ def write_report(args, plan, long, evaluations, numbers, records, matched, comma
     md += budget_section(args)
     md += pass_at_k_section(args, evaluations, report)
 
-    plot_entropy(seed0, os.path.join(report, "entropy.png"))
-    frozen = [f for f in seed0 if os.path.basename(f).startswith(("azr-seed", "azr-frozen-seed"))]
-    plot_entropy(frozen, os.path.join(report, "entropy_frozen.png"))
+    plot_entropy([r.folder for r in seed0], os.path.join(report, "entropy.png"))
+    plot_entropy([r.folder for r in seed0 if r.method in ("azr", "azr-frozen")], os.path.join(report, "entropy_frozen.png"))
     if long:
-        plot_entropy([f for _, seed, f in long if seed == 0], os.path.join(report, "entropy_long.png"))
+        plot_entropy([r.folder for r in long if r.seed == 0], os.path.join(report, "entropy_long.png"))
     md += ["## Entropy dynamics", "", "Mean full-vocabulary token entropy of each policy over its own responses, per "
            "role and task type, as logged in training. Solid: proposer; dashed: solver. Every method:", "",
            "![entropy](entropy.png)", "", "The frozen proposer beside the learned one (AZR, learnability reward):", "",
            "![entropy, frozen proposer](entropy_frozen.png)", "",
-           table(ENTROPY_HEADER, [r for _, _, folder in plan + long for r in entropy_rows(folder)]), ""]
+           table(ENTROPY_HEADER, [row for r in plan + long for row in entropy_rows(r.folder)]), ""]
     if long:
         md += [f"### The long runs ({args.long_steps} steps, finding 2)", "", "![entropy, long runs](entropy_long.png)", ""]
     md += probe_section(numbers, report)
 
     md += ["## Update sparsity", "", SPARSITY_NOTE.format(lr=args.settings["lr"]), ""]
-    items = [(os.path.basename(f), args.model, checkpoints(f)[-1][1]) for f in seed0]
+    items = [(os.path.basename(r.folder), args.model, checkpoints(r.folder)[-1][1]) for r in seed0]
     if items:
         overall, kinds, overlap = sparsity_report(items, args.tol, False, report)
         md += [f"Each final checkpoint against the base: the fraction of parameters unchanged (S = 1 - ||Δ||₀ / n, "
@@ -835,16 +839,16 @@ def write_report(args, plan, long, evaluations, numbers, records, matched, comma
         md += ["### Every seed (bf16, exact)", "",
                table(["method", "sparsity"], [[m, seeds_text([s["bf16_exact"] for s in numbers["methods"][m]["sparsity"]])]
                                               for m in args.methods]), ""]
-    md += steps_section(numbers) + sweep_section(args, numbers, records, report)
+    md += steps_section(numbers) + sweep_section(args, numbers, report)
 
-    play = [f for f in seed0 if os.path.basename(f).rsplit("-seed", 1)[0] in SELF_PLAY]
+    play = [r.folder for r in seed0 if r.method in SELF_PLAY]
     plot_curriculum(play, os.path.join(report, "curriculum.png"))
     plot_length_vs_difficulty(play, os.path.join(report, "length_vs_difficulty.png"))
     md += ["## Curriculum", "", "The proposer's tasks over training (tasks.jsonl): solve rate of the valid tasks, "
            "valid rate and program complexity per step; and the solver's mean response length on each valid task "
            "against its solve rate. RLVR and SFT propose nothing.", "", "![curriculum](curriculum.png)", "",
            "![length vs difficulty](length_vs_difficulty.png)", "",
-           table(CURRICULUM_HEADER, [r for m, _, folder in plan if m in SELF_PLAY for r in curriculum_rows(folder)]), ""]
+           table(CURRICULUM_HEADER, [row for r in plan if r.method in SELF_PLAY for row in curriculum_rows(r.folder)]), ""]
     md += judges_section(numbers)
     if "preconditions" in numbers:
         plot_preconditions(numbers["preconditions"], os.path.join(report, "preconditions.png"))
@@ -886,12 +890,12 @@ def training_jobs(args, plan, sweep, long):
     runs, the runs, finding 4's sweep (its own-rate points come from the runs) and the long runs."""
     own = args.settings["lr"]
     return [("precondition runs", precondition_jobs(args) if args.preconditions else []),
-            ("training runs", [training_job(args, m, s, f) for m, s, f in plan]),
+            ("training runs", [training_job(args, r.method, r.seed, r.folder) for r in plan]),
             ("sweep runs", [training_job(args, m, s, f, steps, ["--lr", f"{rate:g}"])
                             for rate, m, s, f, steps in sweep if rate != own]),
             ("long runs", [None if run_state(f, args.long_steps) == "done" else
                            (f, args.long_steps, ["--resume", "--out", f, "--steps", str(args.long_steps)])
-                           for _, _, f in long])]  # each a copy of its study run, resumed (start_long)
+                           for f in (r.folder for r in long)])]  # each a copy of its study run, resumed (start_long)
 
 
 def study_numbers(args, plan, sweep, long, evaluations):
@@ -904,7 +908,7 @@ def study_numbers(args, plan, sweep, long, evaluations):
     probes = probe_texts(args)
     base_entropy = base_probe_entropy(args, probes)
     for method in tqdm(args.methods, desc="analysis", unit="method"):
-        folders = [folder for m, _, folder in plan if m == method]
+        folders = [r.folder for r in plan if r.method == method]
         play = MATCHED.get(method, method) in SELF_PLAY
         numbers["methods"][method] = {
             "pass_at_k": curves(method),
@@ -915,7 +919,7 @@ def study_numbers(args, plan, sweep, long, evaluations):
             "curriculum": [{**curriculum_numbers(f), **(judge_numbers(args, f, args.steps) if method == "azr" else {})}
                            for f in folders] if play else []}
     for method in LONG:
-        folders = [f for m, _, f in long if m == method]
+        folders = [r.folder for r in long if r.method == method]
         if folders:
             numbers["methods"][f"{method}-long"] = {"entropy": [entropy_numbers(f) for f in folders],
                                                     "probe": [probe_numbers(args, f, probes, base_entropy) for f in folders]}
@@ -923,9 +927,9 @@ def study_numbers(args, plan, sweep, long, evaluations):
         numbers["preconditions"] = precondition_numbers_of(args, plan)
     if sweep:
         rates = {}
-        for rate, method, _, folder, steps in tqdm(sweep, desc="sweep sparsity", unit="run"):
-            rates.setdefault(f"{rate:g}", {}).setdefault(method, []).append(
-                sparsity_numbers(args, folder, checkpoint_at(folder, steps)))
+        for r in tqdm(sweep, desc="sweep sparsity", unit="run"):
+            rates.setdefault(f"{r.rate:g}", {}).setdefault(r.method, []).append(
+                sparsity_numbers(args, r.folder, checkpoint_at(r.folder, r.steps)))
         numbers["sweep"] = {"steps": args.sweep_steps, "rates": rates}
     return numbers
 
@@ -938,7 +942,7 @@ def only_preconditions(args, plan, report):
     md = preconditions_section(numbers)
     with open(os.path.join(report, "preconditions.md"), "w") as f:
         f.write("\n".join(md))
-    keep_artefacts([f for _, _, f in plan] + [pool_folder(args, p, s) for p in POOLS for s in range(args.seeds)], report)
+    keep_artefacts([r.folder for r in plan] + [pool_folder(args, p, s) for p in POOLS for s in range(args.seeds)], report)
     executor.close_pool()
     print("\n".join(md))
     return numbers
@@ -947,7 +951,7 @@ def only_preconditions(args, plan, report):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = get_args(argv)
-    plan = [(m, s, run_folder(args, m, s)) for m in args.methods for s in range(args.seeds)]
+    plan = [Run(m, s, run_folder(args, m, s)) for m in args.methods for s in range(args.seeds)]
     sweep, long = sweep_plan(args), long_plan(args)
     phases = training_jobs(args, plan, sweep, long)
     if args.dry_run:
@@ -981,7 +985,7 @@ def main(argv=None):
     if matched:
         write_json(os.path.join(report, "findings_matched_budget.json"), matched)
     write_report(args, plan, long, evaluations, numbers, records, matched, shlex.join(argv))
-    folders = dict.fromkeys([f for _, _, f in plan + long] + [f for _, _, _, f, _ in sweep]
+    folders = dict.fromkeys([r.folder for r in plan + long] + [r.folder for r in sweep]
                             + ([pool_folder(args, p, s) for p in POOLS for s in range(args.seeds)] if args.preconditions else []))
     keep_artefacts(folders, report)
     executor.close_pool()
