@@ -221,22 +221,23 @@ def full_weights(model):
 
 
 def rank_batches(batches):
-    """This rank's share of a pass's batches as (batch, counted) pairs: alone, every batch, counted.
-    Under N ranks, batches[rank::N], then uncounted repeats of the first batch up to ceil(len / N):
-    every rank must run as many forward and backward passes as the others, since FSDP gathers
-    each layer's weights in each (and DDP reduces the gradients in each backward)."""
+    """This rank's share of a pass's batches, as (keys, forwarded) pairs: alone, every batch as
+    (batch, batch). Under N ranks, batches[rank::N], then passes of no row up to ceil(len / N),
+    each forwarding the first batch for nothing ([], batches[0]): every rank must run as many
+    forward and backward passes as the others, since FSDP gathers each layer's weights in each (and
+    DDP reduces the gradients in each backward)."""
     if not launched():
-        return [(batch, True) for batch in batches]
-    mine = [(batch, True) for batch in batches[rank()::world_size()]]
+        return [(batch, batch) for batch in batches]
+    mine = [(batch, batch) for batch in batches[rank()::world_size()]]
     missing = -(-len(batches) // world_size()) - len(mine)
-    return mine + [(batches[0], False)] * missing if missing else mine
+    return mine + [([], batches[0])] * missing if missing else mine
 
 
-def loss_scale(counted):
+def loss_scale():
     """What a pass's loss (its share of the whole mini-batch's mean) is multiplied by before backward:
     1 alone; under N ranks N, since FSDP and DDP average the ranks' gradients where the mean over
-    the whole batch needs their sum, and 0 for a pass that only keeps the ranks in step."""
-    return world_size() if counted else 0
+    the whole batch needs their sum."""
+    return world_size()
 
 
 def merged(values, device):

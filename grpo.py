@@ -12,13 +12,19 @@ Both roles are updated with a clipped policy-gradient loss:
   - per-token ratio rho = exp(logp - old_logp) with PPO clipping, optional k3 KL to a reference;
   - token-mean (DAPO, arXiv 2503.14476), sequence-mean of token-means (GRPO) or sum / constant
     length (Dr. GRPO).
+What the default reduces to: one mini-batch, so one on-policy optimizer step per batch of
+rollouts (AZR's released setting, ppo_epochs 1). The old log-probs are the new ones detached, the
+ratio is exactly 1 and the clip never acts (clip_frac is 0 in metrics.jsonl): the loss is
+REINFORCE with TRR++'s per-(role, task type) baseline, a token mean, and the entropy bonus. The
+ratio leaves 1, and the clip acts, only with --mini-batches > 1 (a later mini-batch is scored by
+weights already stepped), as in PPO.
 The full-vocabulary entropy of every response token, logged per role and task type, is the
 study's entropy-dynamics measurement; it comes from the same chunked pass as the log-probs
 (logprobs.py).
 
 The file reads as the algorithm: `training_step` (one step: the method's rollouts and rewards,
-then the update), the advantages, the clipped loss, `update` (advantages, loss, one optimizer step
-per mini-batch), the metrics line; then the settings (the three presets, every flag, and the
+then the update), the advantages, the clipped loss, `update` (advantages, then per mini-batch:
+forward, loss, backward, one optimizer step; the same for SFT with its cross-entropy), the metrics line; then the settings (the three presets, every flag, and the
 checks of bad input) and `train`, the loop that loads, resumes, seeds, logs and checkpoints. The
 rollouts are each method's file (selfplay.py, rlvr.py, sft.py); the run folder is runs.py's.
 
@@ -32,6 +38,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
@@ -47,7 +54,7 @@ from rollout import adamw, autocast, micro_batches, mini_batch_split, optimizer_
 from selfplay import seed_buffers, self_play
 from sampling import ENGINES
 from runs import TRACKERS, keep_lines_until, last_checkpoint, number, open_tracker, save_checkpoint, tracker_problem
-from sft import sft_rows, sft_update
+from sft import sft_loss, sft_rows
 from solver import FORMAT_RULES, TASK_TYPES, TRIPLET_TYPES
 
 # -----------------------------------------------------------------------------
@@ -70,11 +77,8 @@ def training_step(step, model, tokenizer, optimizer, buffers, tasks, args, ref_m
             rows, records, times = rlvr_rollouts(step, model, tokenizer, tasks, args)
         else:  # the gold answers of fixed tasks
             rows, records, times = sft_rows(step, tokenizer, tasks, args), [], {}
-    with timed(times, "update"):
-        if args.method == "sft":  # cross-entropy, one optimizer step
-            entropy, stats = sft_update(model, optimizer, rows, args)
-        else:  # advantages, the clipped loss with the entropy bonus, one optimizer step
-            entropy, stats = update(model, optimizer, rows, args, ref_model)
+    with timed(times, "update"):  # (RL) advantages, then the loss, one optimizer step per mini-batch
+        entropy, stats = update(model, optimizer, rows, args, ref_model)
     return step_metrics(step, rows, entropy, records, stats, times, buffers, args), records
 
 
@@ -140,60 +144,79 @@ def aggregate(per_token, mask, mode, norm_length=None):
         seq-mean-token-mean:  1/B sum_b [sum_t l_bt m_bt / sum_t m_bt]           (GRPO)
         seq-sum-norm:         1/B sum_b [sum_t l_bt m_bt / norm_length]          (Dr. GRPO)
     norm_length is a constant (e.g. max_new_tokens) so long and short responses weigh the same
-    per token. A row with no response token contributes 0 to seq-mean-token-mean."""
+    per token. A row with no response token contributes 0 to seq-mean-token-mean; no row at all gives 0."""
     mask = mask.bool()
     masked = torch.where(mask, per_token, 0.0)
+    rows = max(1, mask.shape[0])  # a pass of no row (distributed.rank_batches' padding) gives 0, not 0 / 0
     if mode == "token-mean":
-        return masked.sum() / mask.sum()
+        return masked.sum() / mask.sum().clamp(min=1)
     if mode == "seq-mean-token-mean":
-        return (masked.sum(-1) / mask.sum(-1).clamp(min=1)).mean()
+        return (masked.sum(-1) / mask.sum(-1).clamp(min=1)).sum() / rows
     if mode == "seq-sum-norm":
-        return masked.sum() / (mask.shape[0] * norm_length)
+        return masked.sum() / (rows * norm_length)
     raise ValueError(f"unknown aggregation {mode!r}")
 
 
-def policy_loss(logp, old_logp, advantages, mask, clip_low=0.2, clip_high=0.2, aggregation="token-mean",
-                norm_length=None, kl_coef=0.0, ref_logp=None, entropy=None, entropy_coef=0.0):
+@dataclass
+class LossBatch:
+    """One forward pass's sequences for the loss: per-token tensors (B, T) over the same positions,
+    and one advantage per sequence (B,)."""
+    logp: torch.Tensor                     # log pi_theta of each token, with gradient
+    old_logp: torch.Tensor                 # log pi_old: the policy that sampled the tokens
+    advantages: torch.Tensor               # one per sequence
+    mask: torch.Tensor                     # 1 on response tokens
+    ref_logp: torch.Tensor | None = None   # log pi_ref, for the KL term
+    entropy: torch.Tensor | None = None    # H_t, for the entropy bonus
+
+
+def policy_loss(batch, clip_low=0.2, clip_high=0.2, aggregation="token-mean", norm_length=None, kl_coef=0.0,
+                entropy_coef=0.0):
     """Clipped surrogate loss (PPO, arXiv 1707.06347, eq. 7), per response token t of sequence b:
         rho = exp(logp - old_logp)
         l_t = -min(rho A_b, clip(rho, 1 - clip_low, 1 + clip_high) A_b) + kl_coef k3_t
         k3_t = exp(ref - logp) - (ref - logp) - 1                       (only with ref_logp)
         l_t -= entropy_coef H_t            (the entropy bonus, only with entropy: AZR's 0.001)
-    then aggregate(l, mask, aggregation, norm_length). With token-mean this is verl's
-    pg_loss - entropy_coeff * masked_mean(entropy), the released AZR objective. logp, old_logp, ref_logp, mask: (B, T);
-    advantages: (B,), one per sequence. Gradient flows only through logp.
+    then aggregate(l, mask, aggregation, norm_length), all from `batch` (a LossBatch). With
+    token-mean this is verl's pg_loss - entropy_coeff * masked_mean(entropy), the released AZR
+    objective. Gradient flows only through batch.logp.
 
     Returns (loss, stats) with stats floats over response tokens: clip_frac (tokens whose gradient
     the clip removes), its two sides clip_frac_low (A < 0, ratio below 1 - clip_low) and
     clip_frac_high (A > 0, ratio above 1 + clip_high), ratio_mean, kl (mean k3) when ref_logp is
-    given, and entropy (the mean) when entropy is given."""
-    mask = mask.bool()
-    A = advantages.detach()[:, None]
+    given, and entropy (the mean) when entropy is given. A batch of no sequence has loss 0."""
+    mask = batch.mask.bool()
+    logp, A = batch.logp, batch.advantages.detach()[:, None]
     # values outside the mask may be anything (padding): zero them before exp so they cannot overflow
-    log_ratio = torch.where(mask, logp - old_logp.detach(), 0.0)
+    log_ratio = torch.where(mask, logp - batch.old_logp.detach(), 0.0)
     ratio = log_ratio.exp()
     clipped = ratio.clamp(1 - clip_low, 1 + clip_high)
     per_token = -torch.minimum(ratio * A, clipped * A)
     # the clipped branch is the min (so no gradient) exactly when the ratio left the band on the side A pushes
     clip_high_active, clip_low_active = (A > 0) & (ratio > 1 + clip_high), (A < 0) & (ratio < 1 - clip_low)
-    n = mask.sum()
+    n = mask.sum().clamp(min=1)
     stats = {"clip_frac": (((clip_high_active | clip_low_active) & mask).sum() / n).item(),
              "clip_frac_low": ((clip_low_active & mask).sum() / n).item(),
              "clip_frac_high": ((clip_high_active & mask).sum() / n).item(),
              "ratio_mean": (torch.where(mask, ratio, 0.0).sum() / n).item()}
-    if ref_logp is not None:
-        d = torch.where(mask, ref_logp.detach() - logp, 0.0)
+    if batch.ref_logp is not None:
+        d = torch.where(mask, batch.ref_logp.detach() - logp, 0.0)
         kl = d.exp() - d - 1
         stats["kl"] = (kl.detach().sum() / n).item()
         per_token = per_token + kl_coef * kl
     else:
         assert kl_coef == 0.0, "kl_coef needs ref_logp"
-    if entropy is not None:
-        stats["entropy"] = (torch.where(mask, entropy.detach(), 0.0).sum() / n).item()
-        per_token = per_token - entropy_coef * torch.where(mask, entropy, 0.0)
+    if batch.entropy is not None:
+        stats["entropy"] = (torch.where(mask, batch.entropy.detach(), 0.0).sum() / n).item()
+        per_token = per_token - entropy_coef * torch.where(mask, batch.entropy, 0.0)
     else:
         assert entropy_coef == 0.0, "entropy_coef needs entropy"
     return aggregate(per_token, mask, aggregation, norm_length), stats
+
+
+def loss_settings(args):
+    """policy_loss's settings from grpo.py's flags."""
+    return dict(clip_low=args.clip_low, clip_high=args.clip_high, aggregation=args.loss_agg,
+                norm_length=args.max_new_tokens, kl_coef=args.kl_coef, entropy_coef=args.entropy_coef)
 
 
 # -----------------------------------------------------------------------------
@@ -202,9 +225,10 @@ def policy_loss(logp, old_logp, advantages, mask, clip_low=0.2, clip_high=0.2, a
 def shares_prompts(args):
     """Whether the update forwards a group's prompt once for its G samples (logprobs.
     grouped_sequence_logprobs_and_entropy): asked for (--share-prompts), possible (gradient
-    checkpointing turns the KV cache off) and of use (G > 1; with one sample per prompt, as on the
-    gpu preset, there is nothing to share and --micro-batch rows go through each pass)."""
-    return args.share_prompts and not args.grad_ckpt and args.group > 1
+    checkpointing turns the KV cache off) and of use (G > 1 samples of one prompt: not in SFT, whose
+    rows are distinct tasks, nor with one sample per prompt, as on the gpu preset; then --micro-batch
+    rows go through each pass)."""
+    return args.share_prompts and not args.grad_ckpt and args.group > 1 and args.method != "sft"
 
 
 def block_of(row):
@@ -242,86 +266,127 @@ def score(model, rows, keys, args):
     return logp, H, response
 
 
+def scored(model, rows, batch, args):
+    """score() of one of this rank's passes, a (keys, forwarded) pair of distributed.rank_batches:
+    the forwarded rows' (logp, entropy, mask) cut to the rows of keys, which are all of them, or
+    none for a pass that only keeps the ranks in step (its loss is then 0)."""
+    keys, forwarded = batch
+    logp, H, mask = distributed.forward(model, score, rows, forwarded, args)
+    return logp[:len(keys)], H[:len(keys)], mask[:len(keys)]
+
+
+def entropy_sums(keys, H, mask):
+    """{row: the sum of its response tokens' entropy}, for the rows of one pass."""
+    return {k: H[b][mask[b].bool()].detach().float().sum().cpu() for b, k in enumerate(keys)}
+
+
+def loss_shares(rows, part, args):
+    """share(keys, mask): a pass's share of its mini-batch's loss (`part`, row indices): its tokens
+    for token-mean, its sequences for the two per-sequence modes; with --loss-weight blocks its
+    share of its (role, task type) block's tokens, each block weighing 1 / the number of blocks."""
+    tokens = sum(len(rows[k].response_ids) for k in part)
+    block_tokens = {}
+    for k in part:
+        block_tokens[block_of(rows[k])] = block_tokens.get(block_of(rows[k]), 0) + len(rows[k].response_ids)
+
+    def share(keys, mask):
+        if not keys:
+            return 0.0
+        if args.loss_weight == "blocks":
+            return mask.sum().item() / block_tokens[block_of(rows[keys[0]])] / len(block_tokens)
+        return mask.sum().item() / tokens if args.loss_agg == "token-mean" else len(keys) / len(part)
+    return share
+
+
 def update(model, optimizer, rows, args, ref_model=None):
-    """Advantages over the batch, then the clipped policy-gradient loss with the entropy bonus, one
-    optimizer step per mini-batch. Returns the entropy of each row's response tokens, as (sum,
-    count) so that means over rows are token means, and update statistics."""
+    """The update of every method on one batch of rows: the advantages (RL), then per mini-batch
+    each pass's forward, its loss, backward, and one optimizer step. AZR and RLVR take the clipped
+    policy-gradient loss with the entropy bonus (policy_loss); SFT the cross-entropy of its gold
+    answers (sft.sft_loss). Returns each row's response-token entropy as (sum, count), so that
+    means over rows are token means, and the update's statistics (metrics.jsonl).
+
+    Under torchrun every rank runs its share of each loop's passes, as many as the others
+    (distributed.rank_batches pads with passes of no row), and the sums are added up at the end."""
     device = next(model.parameters()).device
-    rewards = torch.tensor([r.reward for r in rows])
-    trr = args.advantage.startswith("trr++")
-    groups = [(r.role, r.task_type) if trr else (r.role, r.task_type, r.prompt) for r in rows]
-    A, zero_var = advantages(rewards, groups, args.advantage, [len(r.response_ids) for r in rows])
-    # frozen rows get no gradient; zero-variance groups stay in (A = 0: they add tokens to the
-    # token mean and take the entropy bonus, as in AZR) unless --skip-zero-var
-    trainable = [k for k, r in enumerate(rows) if r.train and not (args.skip_zero_var and zero_var[k])]
+    rl = args.method != "sft"
+    stats = {"grad_norm": 0.0}
+    trainable = list(range(len(rows)))
+    if rl:
+        rewards = torch.tensor([r.reward for r in rows])
+        trr = args.advantage.startswith("trr++")
+        groups = [(r.role, r.task_type) if trr else (r.role, r.task_type, r.prompt) for r in rows]
+        A, zero_var = advantages(rewards, groups, args.advantage, [len(r.response_ids) for r in rows])
+        stats["zero_var_frac"] = zero_var.float().mean().item()
+        # frozen rows get no gradient; zero-variance groups stay in (A = 0: they add tokens to the
+        # token mean and take the entropy bonus, as in AZR) unless --skip-zero-var
+        trainable = [k for k, r in enumerate(rows) if r.train and not (args.skip_zero_var and zero_var[k])]
     parts = mini_batch_split(trainable, args.mini_batches)
     # With one mini-batch the policy that sampled is the one being trained: the gradient pass's own
     # log-probs, detached, are the old ones, and its entropies are the ones to log. A no-grad pass
     # is needed only for the rows it leaves out, for every row when there are several optimizer
     # steps (old log-probs from before the first), and for the reference model's log-probs.
-    on_policy = len(parts) == 1 and not args.two_pass
+    on_policy = not rl or (len(parts) == 1 and not args.two_pass)  # SFT needs no old log-probs
     in_grad_pass = set(trainable) if on_policy else set()
-    old, ref = {}, {}
-    entropy_sum, entropy_count = torch.zeros(len(rows)), torch.tensor([float(len(r.response_ids)) for r in rows])
-    # Under torchrun each rank runs its share of every loop's batches (distributed.rank_batches;
-    # alone, all of them), each pass through distributed.forward (alone, score(model, ...)); a
-    # pass marked not counted only keeps the ranks in step
-    with torch.no_grad():
-        for keys, counted in distributed.rank_batches(batches_of(rows, [k for k in range(len(rows))
-                                                                       if k not in in_grad_pass], args)):
-            with autocast(args, device):
-                logp, H, response = distributed.forward(model, score, rows, keys, args)
-            mask = response.bool()
-            for b, k in enumerate(keys if counted else ()):
-                old[k], entropy_sum[k] = logp[b][mask[b]], H[b][mask[b]].float().sum().cpu()
-        if ref_model is not None:
-            for keys, counted in distributed.rank_batches(batches_of(rows, trainable, args)):
-                if counted:
-                    with autocast(args, device):
-                        ref_logp, _, response = score(ref_model, rows, keys, args)
-                    for b, k in enumerate(keys):
-                        ref[k] = ref_logp[b][response[b].bool()]
-        old, ref = distributed.merged(old, device), distributed.merged(ref, device)  # every rank's, on every rank
-    stats = {"zero_var_frac": zero_var.float().mean().item(), "grad_norm": 0.0}
-    logged = ("clip_frac", "clip_frac_low", "clip_frac_high", "ratio_mean") + (("kl",) if ref_model is not None else ())
-    stats.update(dict.fromkeys(logged, 0.0))  # the loss's statistics, token-weighted means over the batch
+    old, entropy = old_logprobs(model, rows, [k for k in range(len(rows)) if k not in in_grad_pass], args, device)
+    ref = reference_logprobs(ref_model, rows, trainable, args, device) if ref_model is not None else {}
+    logged = ("clip_frac", "clip_frac_low", "clip_frac_high", "ratio_mean") + (("kl",) if ref_model else ()) if rl \
+        else ("loss",)
+    stats.update(dict.fromkeys(logged, 0.0))  # token-weighted means over the batch
     model.train()
     for part in parts:
-        tokens = sum(len(rows[k].response_ids) for k in part)
-        block_tokens = {}
-        for k in part:
-            block_tokens[block_of(rows[k])] = block_tokens.get(block_of(rows[k]), 0) + len(rows[k].response_ids)
+        share = loss_shares(rows, part, args)
         optimizer.zero_grad(set_to_none=True)
-        for keys, counted in distributed.rank_batches(batches_of(rows, part, args)):
+        for batch in distributed.rank_batches(batches_of(rows, part, args)):
+            keys = batch[0]
             with autocast(args, device):
-                logp, H, response = distributed.forward(model, score, rows, keys, args)
-                if on_policy and counted:
-                    for b, k in enumerate(keys):
-                        entropy_sum[k] = H[b][response[b].bool()].detach().float().sum().cpu()
-                old_logp = logp.detach() if on_policy else placed([old[k] for k in keys], response)
-                loss, loss_stats = policy_loss(
-                    logp=logp, old_logp=old_logp, advantages=A[keys].to(device), mask=response,
-                    clip_low=args.clip_low, clip_high=args.clip_high, aggregation=args.loss_agg,
-                    norm_length=args.max_new_tokens, kl_coef=args.kl_coef,
-                    ref_logp=placed([ref[k] for k in keys], response) if ref else None,
-                    entropy=H if args.entropy_coef > 0 else None, entropy_coef=args.entropy_coef)
-                # each batch's share of the whole mini-batch's aggregate: tokens for token-mean,
-                # sequences for the two per-sequence modes; with --loss-weight blocks its share of its
-                # (role, task type) block's tokens, each block weighing 1 / the number of blocks
-                if args.loss_weight == "blocks":
-                    share = response.sum().item() / block_tokens[block_of(rows[keys[0]])] / len(block_tokens)
+                logp, H, mask = scored(model, rows, batch, args)
+                if rl:
+                    old_logp = logp.detach() if on_policy else placed([old[k] for k in keys], mask)
+                    loss, loss_stats = policy_loss(LossBatch(
+                        logp, old_logp, A[keys].to(device), mask, placed([ref[k] for k in keys], mask) if ref else None,
+                        H if args.entropy_coef > 0 else None), **loss_settings(args))
                 else:
-                    share = response.sum().item() / tokens if args.loss_agg == "token-mean" else len(keys) / len(part)
-            (loss * share * distributed.loss_scale(counted)).backward()  # alone: x 1
-            if counted:
-                for key in logged:
-                    stats[key] += loss_stats[key] * share / len(parts)
+                    loss, loss_stats = sft_loss(logp, mask)
+            (loss * share(keys, mask) * distributed.loss_scale()).backward()  # alone: x 1
+            if on_policy:
+                entropy.update(entropy_sums(keys, H, mask))
+            for key in logged:
+                stats[key] += loss_stats[key] * share(keys, mask) / len(parts)
         stats["grad_norm"] = optimizer_step(model, optimizer)
-    # under torchrun each row's entropy and each pass's clip fraction are one rank's: add them up
-    entropy_sum = distributed.summed(entropy_sum)
+    # under torchrun each row's entropy and each pass's statistics are one rank's: add them up
+    entropy_sum = torch.zeros(len(rows))
+    for k, value in entropy.items():
+        entropy_sum[k] = value
+    entropy_count = torch.tensor([float(len(r.response_ids)) for r in rows])
     for key in logged:
         stats[key] = distributed.summed(torch.tensor(stats[key], dtype=torch.float64)).item()
-    return (entropy_sum, entropy_count), stats
+    return (distributed.summed(entropy_sum), entropy_count), stats
+
+
+def old_logprobs(model, rows, keys, args, device):
+    """({row: log-probs of its response tokens}, {row: its entropy sum}) under the current weights,
+    without gradient, for the rows `keys`: every rank's, on every rank (the entropies: this rank's)."""
+    old, entropy = {}, {}
+    with torch.no_grad():
+        for batch in distributed.rank_batches(batches_of(rows, keys, args)):
+            with autocast(args, device):
+                logp, H, mask = scored(model, rows, batch, args)
+            old.update({k: logp[b][mask[b].bool()] for b, k in enumerate(batch[0])})
+            entropy.update(entropy_sums(batch[0], H, mask))
+    return distributed.merged(old, device), entropy
+
+
+def reference_logprobs(ref_model, rows, keys, args, device):
+    """{row: log-probs of its response tokens} under the reference model (whole on every rank, so a
+    rank scores only its own rows), for the KL term: every rank's, on every rank."""
+    ref = {}
+    with torch.no_grad():
+        for keys_, _ in distributed.rank_batches(batches_of(rows, keys, args)):
+            if keys_:
+                with autocast(args, device):
+                    logp, _, mask = score(ref_model, rows, keys_, args)
+                ref.update({k: logp[b][mask[b].bool()] for b, k in enumerate(keys_)})
+    return distributed.merged(ref, device)
 
 
 # -----------------------------------------------------------------------------

@@ -5,7 +5,7 @@ on one copy of each.
 
 A Row is one prompt and one response as token ids, with its role (proposer or solver), task type,
 prompt group, reward, and whether it trains. `rollout` samples any mix of roles and task types in
-one decode. AZR self-play (selfplay.py), RLVR (rlvr.py) and SFT (sft.py) all build Rows; the updates (grpo.update, sft.sft_update) batch them back into tensors
+one decode. AZR self-play (selfplay.py), RLVR (rlvr.py) and SFT (sft.py) all build Rows; the update (grpo.update) batches them back into tensors
 (`micro_batches`). Shared by all three: the step's random draws (`step_randomness`), its timer
 (`timed`), the split of a batch into optimizer steps (`mini_batch_split`) and the optimizer step
 itself (`optimizer_step`).
@@ -165,5 +165,7 @@ def micro_batches(rows, size, device):
 
 def placed(values, response):
     """Per-row response-token values laid out on a batch's (B, T) response mask, 0 elsewhere."""
+    if not values:  # a pass of no row
+        return torch.zeros(response.shape, device=response.device)
     out = torch.zeros(response.shape, dtype=values[0].dtype, device=response.device)
     return out.masked_scatter(response.bool(), torch.cat(values))

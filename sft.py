@@ -14,10 +14,8 @@ toytasks.trace); a task without step values gets a one-line think. Run it as
 
 import torch
 
-import distributed
 from chat import render_prompt, resolve_template
-from logprobs import sequence_logprobs_and_entropy
-from rollout import Row, autocast, micro_batches, mini_batch_split, optimizer_step, step_randomness
+from rollout import Row, step_randomness
 from solver import solver_prompt
 from toytasks import respond, trace
 
@@ -47,32 +45,10 @@ def sft_rows(step, tokenizer, tasks, args):
     return rows
 
 
-def sft_update(model, optimizer, rows, args):
-    """Cross-entropy on the response tokens of all rows (a token mean), one optimizer step per
-    mini-batch. Returns the rows' entropy as (sum, count) per row, and statistics. Under torchrun
-    each rank runs its share of the micro-batches (as grpo.update does)."""
-    device = next(model.parameters()).device
-    entropy_sum = torch.zeros(len(rows))
-    entropy_count = torch.tensor([float(len(r.response_ids)) for r in rows])
-    parts = mini_batch_split(list(range(len(rows))), args.mini_batches)
-    stats = {"loss": 0.0, "grad_norm": 0.0}
-    model.train()
-    for part in parts:
-        sub = [rows[k] for k in part]
-        tokens = sum(len(r.response_ids) for r in sub)
-        optimizer.zero_grad(set_to_none=True)
-        batches = list(micro_batches(sub, args.micro_batch, device))
-        for (start, ids, attention, response), counted in distributed.rank_batches(batches):
-            with autocast(args, device):
-                logp, H = distributed.forward(model, sequence_logprobs_and_entropy, ids, attention, response,
-                                              args.temperature, args.chunk_size)
-                loss = -logp.sum() / tokens
-            (loss * distributed.loss_scale(counted)).backward()  # alone: x 1
-            if counted:
-                for b, k in enumerate(part[start:start + len(ids)]):
-                    entropy_sum[k] = H[b][response[b].bool()].detach().float().sum().cpu()
-                stats["loss"] += loss.item() / len(parts)
-        stats["grad_norm"] = optimizer_step(model, optimizer)
-    entropy_sum = distributed.summed(entropy_sum)  # each row's is one rank's
-    stats["loss"] = distributed.summed(torch.tensor(stats["loss"], dtype=torch.float64)).item()
-    return (entropy_sum, entropy_count), stats
+def sft_loss(logp, mask):
+    """The cross-entropy of one pass's gold answers: the mean negative log-likelihood of its response
+    tokens (logp, mask: (B, T)), and {"loss": its value}. grpo.update weighs each pass by its share
+    of the mini-batch's tokens, so that the step's loss is the token mean over all of them."""
+    mask = mask.bool()
+    loss = -torch.where(mask, logp, 0.0).sum() / mask.sum().clamp(min=1)
+    return loss, {"loss": loss.item()}

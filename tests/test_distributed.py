@@ -29,7 +29,6 @@ import selfplay
 from conftest import assert_usage_and_one_error, run_child
 from models import load_model
 from proposer import Task, new_buffers
-from sft import sft_update
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = ["--model", "tiny", "--preset", "cpu", "--task-types", "deduction,induction", "--max-new-tokens", "12",
@@ -91,27 +90,23 @@ def fixed_rewards(task_type, tasks, responses, train=True, rule="released"):
 @contextmanager
 def fixed_rollouts():
     """Every rollout of a step made by the fixed_* functions; the recorded advantages and losses."""
-    seen = {"advantages": [], "passes": [], "counted": []}
-    real_advantages, real_loss, real_scale = grpo.advantages, grpo.policy_loss, distributed.loss_scale
+    seen = {"advantages": [], "passes": []}
+    real_advantages, real_loss = grpo.advantages, grpo.policy_loss
 
     def advantages(*a, **kw):
         A, zero_var = real_advantages(*a, **kw)
         seen["advantages"].append(A.clone())
         return A, zero_var
 
-    def policy_loss(logp, old_logp, advantages, mask, **kw):
-        loss, stats = real_loss(logp, old_logp, advantages, mask, **kw)
-        seen["passes"].append((loss.item(), mask.sum().item(), len(advantages)))
+    def policy_loss(batch, **kw):
+        loss, stats = real_loss(batch, **kw)
+        seen["passes"].append((loss.item(), batch.mask.sum().item(), len(batch.advantages)))
         return loss, stats
-
-    def loss_scale(counted):
-        seen["counted"].append(counted)
-        return real_scale(counted)
 
     patches = [(selfplay, "rollout", fixed_rollout), (rollout, "rollout", fixed_rollout),
                (selfplay, "make_tasks", fixed_tasks), (selfplay, "solver_rewards", fixed_rewards),
                (rollout, "solver_rewards", fixed_rewards), (grpo, "advantages", advantages),
-               (grpo, "policy_loss", policy_loss), (distributed, "loss_scale", loss_scale)]
+               (grpo, "policy_loss", policy_loss)]
     saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
     for module, name, value in patches:
         setattr(module, name, value)
@@ -132,13 +127,13 @@ CASES = {
     "trr++": [],
     "grpo": ["--advantage", "grpo", "--loss-agg", "seq-mean-token-mean"],
     "two mini-batches": ["--mini-batches", "2"],   # old log-probs from a no-grad pass, two optimizer steps
-    "sft": ["--method", "sft"],                    # sft_update on the same rows
+    "sft": ["--method", "sft"],                    # SFT's update (cross-entropy) on the same rows
     "ddp": [],                                     # DDP in place of FSDP2
 }
 
 
 def one_step(case):
-    """Step 1 of AZR self-play on the tiny model with the fixed rollouts (then sft_update for
+    """Step 1 of AZR self-play on the tiny model with the fixed rollouts (then SFT's update for
     "sft"), run by this process alone or, under torchrun, as one of its ranks. Returns what the
     comparison needs, whole (every tensor gathered, the loss summed over ranks)."""
     flags = [f for f in CASES[case] if f not in ("--method", "sft")]
@@ -157,18 +152,18 @@ def one_step(case):
         if case == "sft":  # the step's rows, through the cross-entropy update
             with distributed.full_weights(model):
                 rows, records, _ = selfplay.self_play(1, model, tokenizer, buffers, args)
-            (entropy, _), stats = sft_update(model, optimizer, rows, args)
+            args.method = "sft"  # the rows were AZR's
+            (entropy, _), stats = grpo.update(model, optimizer, rows, args)
             metrics = {"entropy": entropy.tolist(), **stats}
         else:
             metrics, records = grpo.training_step(1, model, tokenizer, optimizer, buffers, None, args)
             metrics = without_times([metrics])[0]
     loss = None
     if case != "sft" and args.mini_batches == 1:
-        # the step's loss: each counted pass's loss weighted by its tokens (token-mean) or sequences
-        # (sequence means), over every rank's passes
+        # the step's loss: each pass's loss weighted by its tokens (token-mean) or sequences
+        # (sequence means), over every rank's passes (a pass of no row weighs 0)
         sizes = [tokens if args.loss_agg == "token-mean" else sequences for _, tokens, sequences in seen["passes"]]
-        weighted = [(value * size, size) for (value, _, _), size, counted in zip(seen["passes"], sizes, seen["counted"])
-                    if counted]
+        weighted = [(value * size, size) for (value, _, _), size in zip(seen["passes"], sizes)]
         total = distributed.summed(torch.tensor([sum(v for v, _ in weighted), sum(size for _, size in weighted)],
                                                 dtype=torch.float64))
         loss = (total[0] / total[1]).item()
@@ -247,19 +242,19 @@ def test_every_rank_holds_the_same_buffers(two_ranks):
 
 
 def test_the_ranks_share_every_pass_and_run_as_many(monkeypatch):
-    """5 batches over 2 ranks: each counted once, in turn, and the rank with fewer runs an uncounted
-    repeat, so both run 3 passes. Alone, every batch, counted."""
+    """5 batches over 2 ranks: each run once, in turn, and the rank with fewer runs a pass of no row
+    (forwarding the first batch for nothing), so both run 3 passes. Alone, every batch."""
     batches = [[k] for k in range(5)]
-    assert distributed.rank_batches(batches) == [(b, True) for b in batches]
+    assert distributed.rank_batches(batches) == [(b, b) for b in batches]
     shares = []
     for r in (0, 1):
         monkeypatch.setenv("WORLD_SIZE", "2")
         monkeypatch.setenv("RANK", str(r))
         shares.append(distributed.rank_batches(batches))
     assert [len(s) for s in shares] == [3, 3]
-    assert sorted(b[0] for s in shares for b, counted in s if counted) == list(range(5))
-    assert shares[1][-1] == (batches[0], False)
-    assert [distributed.loss_scale(c) for c in (True, False)] == [2, 0]
+    assert sorted(k for s in shares for keys, _ in s for k in keys) == list(range(5))
+    assert shares[1][-1] == ([], batches[0])
+    assert distributed.loss_scale() == 2
 
 
 def test_the_duplicate_penalty_is_refused_under_torchrun(monkeypatch, capsys):

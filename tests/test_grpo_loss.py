@@ -12,7 +12,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from grpo import advantages, aggregate, policy_loss
+from grpo import LossBatch, advantages, aggregate, policy_loss
 from logprobs import sequence_logprobs_and_entropy, token_logprobs_and_entropy
 
 torch.set_num_threads(1)
@@ -334,7 +334,7 @@ def loss_batch(seed=0):
 def test_policy_loss_matches_loop(aggregation, clip_high, kl_coef):
     logp, old, adv, mask, ref = loss_batch()
     ref_logp = ref if kl_coef else None
-    loss, stats = policy_loss(logp, old, adv, mask, 0.2, clip_high, aggregation, 16, kl_coef, ref_logp)
+    loss, stats = policy_loss(LossBatch(logp, old, adv, mask, ref_logp), 0.2, clip_high, aggregation, 16, kl_coef)
     expected = loop_loss(logp.tolist(), old.tolist(), adv.tolist(), mask.tolist(), 0.2, clip_high, aggregation, 16,
                          kl_coef, ref.tolist() if kl_coef else None)
     assert loss.item() == pytest.approx(expected, rel=1e-10)
@@ -354,9 +354,9 @@ def test_policy_loss_matches_loop(aggregation, clip_high, kl_coef):
 def test_policy_loss_ignores_garbage_outside_mask():
     # padding positions may hold anything; exp(1e4) overflows, and inf * 0 would turn the gradient into nan
     logp, old, adv, mask, ref = loss_batch()
-    clean, _ = policy_loss(logp, old, adv, mask, kl_coef=0.1, ref_logp=ref)
+    clean, _ = policy_loss(LossBatch(logp, old, adv, mask, ref_logp=ref), kl_coef=0.1)
     logp = logp.masked_fill(~mask, 1e4).requires_grad_()
-    loss, _ = policy_loss(logp, old, adv, mask, kl_coef=0.1, ref_logp=ref)
+    loss, _ = policy_loss(LossBatch(logp, old, adv, mask, ref_logp=ref), kl_coef=0.1)
     loss.backward()
     assert loss.item() == clean.item()
     assert logp.grad.isfinite().all()
@@ -397,7 +397,8 @@ def test_policy_loss_entropy_bonus_matches_a_loop(aggregation):
     g = torch.Generator().manual_seed(8)
     entropy = (torch.rand(logp.shape, generator=g, dtype=torch.float64) * 3).masked_fill(~mask, float("nan"))
     entropy.requires_grad_()
-    loss, stats = policy_loss(logp, old, adv, mask, 0.2, 0.28, aggregation, 16, entropy=entropy, entropy_coef=0.3)
+    loss, stats = policy_loss(LossBatch(logp, old, adv, mask, entropy=entropy), 0.2, 0.28, aggregation, 16,
+                                entropy_coef=0.3)
     plain = loop_loss(logp.tolist(), old.tolist(), adv.tolist(), mask.tolist(), 0.2, 0.28, aggregation, 16, 0.0, None)
     rows = [[entropy[b, t].item() for t in range(mask.shape[1]) if mask[b, t]] for b in range(len(mask))]
     tokens = [h for row in rows for h in row]
@@ -419,7 +420,7 @@ def test_policy_loss_clipping_removes_gradient_outside_band():
     adv = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)
     logp = log_ratio.clone().requires_grad_()
     mask = torch.ones(4, 1, dtype=torch.bool)
-    loss, stats = policy_loss(logp, old, adv, mask, aggregation="seq-sum-norm", norm_length=1)
+    loss, stats = policy_loss(LossBatch(logp, old, adv, mask), aggregation="seq-sum-norm", norm_length=1)
     loss.backward()
     # d/dlogp of -rho A / B (B = 4) = -rho A / 4
     torch.testing.assert_close(logp.grad[:, 0], torch.tensor([0.0, 0.0, -0.5 / 4, 1.5 / 4], dtype=torch.float64))
@@ -431,25 +432,25 @@ def test_policy_loss_asymmetric_clip_band():
     # DAPO clip-higher: with clip_high 0.28 a ratio of 1.25 and A > 0 still gets gradient, with 0.2 it does not
     logp = torch.tensor([[math.log(1.25)]], requires_grad=True)
     zero, adv, mask = torch.zeros(1, 1), torch.tensor([1.0]), torch.ones(1, 1, dtype=torch.bool)
-    loss, stats = policy_loss(logp, zero, adv, mask, clip_high=0.2)
+    loss, stats = policy_loss(LossBatch(logp, zero, adv, mask), clip_high=0.2)
     loss.backward()
     assert logp.grad.item() == 0.0 and stats["clip_frac"] == 1.0
     logp.grad = None
-    loss, stats = policy_loss(logp, zero, adv, mask, clip_high=0.28)
+    loss, stats = policy_loss(LossBatch(logp, zero, adv, mask), clip_high=0.28)
     loss.backward()
     assert logp.grad.item() == pytest.approx(-1.25) and stats["clip_frac"] == 0.0
 
 
 def test_policy_loss_k3_kl_formula_and_nonnegative():
     logp, old, adv, mask, ref = loss_batch(seed=5)
-    _, stats = policy_loss(logp, old, adv, mask, kl_coef=0.0, ref_logp=ref)
+    _, stats = policy_loss(LossBatch(logp, old, adv, mask, ref_logp=ref), kl_coef=0.0)
     d = (ref - logp)[mask]
     assert stats["kl"] == pytest.approx((d.exp() - d - 1).mean().item(), rel=1e-12)
     # k3 >= 0 everywhere, 0 only where ref == logp
     x = torch.linspace(-5, 5, 101, dtype=torch.float64)[:, None]
     for ref_value in (x, torch.zeros_like(x)):
-        _, s = policy_loss(torch.zeros_like(x), torch.zeros_like(x), torch.zeros(101), torch.ones_like(x, dtype=torch.bool),
-                           ref_logp=ref_value)
+        _, s = policy_loss(LossBatch(torch.zeros_like(x), torch.zeros_like(x), torch.zeros(101),
+                                     torch.ones_like(x, dtype=torch.bool), ref_logp=ref_value))
         assert s["kl"] >= 0
     assert s["kl"] == 0.0
 
@@ -457,7 +458,7 @@ def test_policy_loss_k3_kl_formula_and_nonnegative():
 def test_policy_loss_gradient_only_through_logp():
     logp, old, adv, mask, ref = loss_batch(seed=2)
     logp, old, adv, ref = (t.clone().requires_grad_() for t in (logp, old, adv, ref))
-    loss, _ = policy_loss(logp, old, adv, mask, kl_coef=0.1, ref_logp=ref)
+    loss, _ = policy_loss(LossBatch(logp, old, adv, mask, ref_logp=ref), kl_coef=0.1)
     loss.backward()
     assert logp.grad is not None and logp.grad[mask].abs().sum() > 0
     assert (logp.grad[~mask] == 0).all()
@@ -481,7 +482,8 @@ def test_entropy_bonus_gradient_matches_autograd_of_the_full_softmax():
             z = h @ w.T / 0.8
             logp = z.log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
             H = torch.distributions.Categorical(logits=z).entropy()
-        loss, stats = policy_loss(logp[None], logp.detach()[None] - 0.1, A, mask, entropy=H[None], entropy_coef=0.3)
+        loss, stats = policy_loss(LossBatch(logp[None], logp.detach()[None] - 0.1, A, mask, entropy=H[None]),
+                                    entropy_coef=0.3)
         loss.backward()
         grads.append((loss.detach(), h.grad, w.grad))
     for a, b in zip(*grads):
@@ -489,5 +491,5 @@ def test_entropy_bonus_gradient_matches_autograd_of_the_full_softmax():
     # and the bonus is there: without it the gradient differs
     h = hidden.clone().requires_grad_()
     logp, H = token_logprobs_and_entropy(h, weight, targets, 0.8, chunk_size=5)
-    policy_loss(logp[None], logp.detach()[None] - 0.1, A, mask)[0].backward()
+    policy_loss(LossBatch(logp[None], logp.detach()[None] - 0.1, A, mask))[0].backward()
     assert not torch.allclose(h.grad, grads[0][1])

@@ -331,12 +331,12 @@ def test_bf16_autocast_trains_every_linear_and_later_mini_batches_see_the_new_we
         seen.append((model, a, kw))
         return real_score(model, *a, **kw)
 
-    def checking_loss(logp, *a, **kw):
+    def checking_loss(batch, *a, **kw):
         model, inputs, options = seen[-1]
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
             fresh, _ = score(model, *inputs, **options)
-        checks.append((logp.detach() - fresh).abs().max().item())
-        return real_loss(logp, *a, **kw)
+        checks.append((batch.logp.detach() - fresh).abs().max().item())
+        return real_loss(batch, *a, **kw)
 
     stepped_with_grad = set()  # the weights that had a nonzero gradient at an optimizer step (freed after it)
 
@@ -685,7 +685,8 @@ def test_block_weighting_gives_each_role_and_task_type_an_equal_share(micro):
         ks = [k for k, r in enumerate(rows) if r.role == role]
         _, ids, attention, response = next(rollout.micro_batches([rows[k] for k in ks], len(ks), "cpu"))
         logp, H = sequence_logprobs_and_entropy(model, ids, attention, response, args.temperature, args.chunk_size)
-        loss, _ = grpo.policy_loss(logp, logp.detach(), A[ks], response, entropy=H, entropy_coef=args.entropy_coef)
+        loss, _ = grpo.policy_loss(grpo.LossBatch(logp, logp.detach(), A[ks], response, entropy=H),
+                                     entropy_coef=args.entropy_coef)
         total = total + loss / 2
     total.backward()
     reference = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])

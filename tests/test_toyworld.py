@@ -466,7 +466,7 @@ def test_sft_gold_answers_are_right_and_in_the_careful_style(generated):
 
 
 def test_sft_loss_is_the_mean_negative_log_likelihood_of_the_gold_tokens(generated):
-    """sft_update's loss against the model's own logits and a cross-entropy over response tokens;
+    """SFT's update's loss against the model's own logits and a cross-entropy over response tokens;
     and the step lowers it on the same rows."""
     import sft
     model, tokenizer = models.load_model("tiny")
@@ -482,9 +482,9 @@ def test_sft_loss_is_the_mean_negative_log_likelihood_of_the_gold_tokens(generat
             total += torch.nn.functional.cross_entropy(logits, ids[0, len(r.prompt_ids):], reduction="sum").item()
             count += len(r.response_ids)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    (_, counts), stats = sft.sft_update(model, optimizer, rows, args)
+    (_, counts), stats = grpo.update(model, optimizer, rows, args)
     assert stats["loss"] == pytest.approx(total / count, rel=1e-4) and counts.sum() == count
-    _, after = sft.sft_update(model, torch.optim.SGD(model.parameters(), lr=0.0), rows, args)
+    _, after = grpo.update(model, torch.optim.SGD(model.parameters(), lr=0.0), rows, args)
     assert after["loss"] < stats["loss"]
 
 
