@@ -317,4 +317,4 @@ def grade(kind, problems, responses, task_type):
         return grade_math(answers, responses)
     if kind == "humaneval":
         return grade_humaneval(answers, responses)
-    return solver_rewards(task_type, answers, responses, train=False)
+    return solver_rewards(task_type, answers, responses, evaluation=True)

@@ -34,7 +34,7 @@ jobs. For each job the worker forks a child, which
   - puts a random per-job token in front of its reply: the worker takes a reply only behind the
     token, so bytes the program writes to the result pipe itself cannot pose as the sandbox's.
 The worker kills the child's process group at a wall-clock deadline. When the worker itself is
-root and `unshare` works, it runs in fresh network and mount namespaces (no network at all, only
+root and `unshare` works, it runs in fresh network, mount and pid namespaces (no network at all, only
 a loopback that is down) with private tmpfs mounts over /tmp, /var/tmp and /dev/shm, so nothing
 a program writes outlives its job. A worker that dies is replaced; the calling process only ever
 reads text back.

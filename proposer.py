@@ -340,7 +340,7 @@ def load_buffer(path):
 
 # -----------------------------------------------------------------------------
 # Proposer rewards. r̄ is the solve rate of a valid task: the fraction of the solver's n samples
-# (AZR: n = 8) that solved it, i.e. the mean of solver.solver_rewards(..., train=False).
+# (AZR: n = 8) that solved it, i.e. the mean of solver.solver_rewards(..., evaluation=True).
 
 SHARPEN_K = 8  # k of the sharpening reward: AZR's n solver samples per task
 

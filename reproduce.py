@@ -442,7 +442,7 @@ def cached(path, settings, field, compute, key=None):
 
 def heldout_eval(args, folder, model_name, key):
     """{"toy deduction": {...}, "toy abduction": {...}}: each task's count of right answers among n
-    samples at temperature 1 (toyworld.answers, graded by solver.solver_rewards(train=False)), and
+    samples at temperature 1 (toyworld.answers, graded by solver.solver_rewards(evaluation=True)), and
     pass@k for k = 1..n. Cached in folder/heldout_eval.json under `key` and the sampling settings."""
     settings = {"model": key, "n": args.n, "tasks": args.tasks_per_type, "max_new_tokens": args.eval_max_new_tokens,
                 "temperature": TEMPERATURE, "template": template_of(args, model_name)}

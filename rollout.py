@@ -125,10 +125,10 @@ def positions_by(keys):
     return out
 
 
-def solver_rollout(model, tokenizer, tasks, args, seed, first_prompt, times, n=None, train=True):
+def solver_rollout(model, tokenizer, tasks, args, seed, first_prompt, times, n=None, evaluation=False):
     """The solver's n (default args.group) answers to each (task type, task), every type in one
     sample call, as Rows (prompt: first_prompt + the task's index) with their rewards
-    (solver.solver_rewards; train: the format penalties, then 1 or -0.5; else 1 or 0, a solve
+    (solver.solver_rewards: the format penalties, then 1 or -0.5; with evaluation 1 or 0, a solve
     rate's): the solver's half of a step, the same in AZR self-play and RLVR, and AZR's solve-rate
     samples. Adds its seconds to times["generate"] and ["execute"]. Under torchrun each rank
     answers and rewards its share of the tasks, and all get every Row."""
@@ -140,7 +140,7 @@ def solver_rollout(model, tokenizer, tasks, args, seed, first_prompt, times, n=N
         with timed(times, "execute"):
             for task_type, ks in positions_by([r.task_type for r in rows]).items():
                 rewards = solver_rewards(task_type, [tasks[lo + index[k]][1] for k in ks], [responses[k] for k in ks],
-                                         train=train, rule=args.format)
+                                         evaluation=evaluation, rule=args.format)
                 for k, reward in zip(ks, rewards):
                     rows[k].reward = reward
         return rows

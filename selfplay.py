@@ -88,7 +88,7 @@ def proposals_and_answers(model, tokenizer, plans, buffers, args, seed, step, ti
                     for k, task in zip(ks, made):
                         tasks[k] = task
                 else:
-                    for k, reward in zip(ks, solver_rewards(task_type, shown, said, train=True, rule=args.format)):
+                    for k, reward in zip(ks, solver_rewards(task_type, shown, said, rule=args.format)):
                         rows[k].reward = reward
         return rows, tasks
     return distributed.shared(len(asks), work, times)
@@ -99,7 +99,7 @@ def solve_rates(model, tokenizer, tasks, args, seed, times):
     solver samples at evaluation reward (1/0), and those samples' mean response length, as two
     lists, every task of every type in ONE sample call (rollout.solver_rollout)."""
     solved, lengths = [0.0] * len(tasks), [0.0] * len(tasks)
-    for row in solver_rollout(model, tokenizer, tasks, args, seed, 0, times, n=args.solve_samples, train=False):
+    for row in solver_rollout(model, tokenizer, tasks, args, seed, 0, times, n=args.solve_samples, evaluation=True):
         solved[row.prompt] += row.reward / args.solve_samples
         lengths[row.prompt] += len(row.response_ids) / args.solve_samples
     return solved, lengths

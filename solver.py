@@ -255,7 +255,7 @@ def _check(task_type, tasks, answers):
     raise ValueError(f"unknown task type {task_type!r}")
 
 
-def solver_rewards(task_type, tasks, responses, train=True, rule="released"):
+def solver_rewards(task_type, tasks, responses, evaluation=False, rule="released"):
     """Solver rewards for responses[j] to tasks[j], all played as task_type (AZR section 3.1, eqs. 5 and 6).
 
     Training (AZR's format-aware reward):
@@ -263,11 +263,11 @@ def solver_rewards(task_type, tasks, responses, train=True, rule="released"):
                   be read from it (solver_answer is None: an unfenced induction program, released)
         r = -0.5  if the answer is wrong or invalid
         r =  1    if the answer is correct
-    Evaluation (train=False): r = 1 if correct else 0. Under the released rule with no format check:
+    Evaluation (evaluation=True): r = 1 if correct else 0; under the released rule with no format check:
     the last <answer> of the response is read as it is (last_answer), as AZR's released code reads
     the n solver samples that set a proposal's solve rate.
     All answers of the batch go to the executor in one call."""
-    if train or rule == "strict":
+    if not evaluation or rule == "strict":
         answers = [extract_answer(r, rule) for r in responses]
     else:
         answers = [last_answer(r) for r in responses]
@@ -275,6 +275,6 @@ def solver_rewards(task_type, tasks, responses, train=True, rule="released"):
     parsed = [j for j, a in enumerate(answers) if a is not None]
     verdicts = _check(task_type, [tasks[j] for j in parsed], [answers[j] for j in parsed])
     correct = {j: v.ok for j, v in zip(parsed, verdicts)}
-    if not train:
+    if evaluation:
         return [1.0 if correct.get(j) else 0.0 for j in range(len(responses))]
     return [-1.0 if j not in correct else 1.0 if correct[j] else -0.5 for j in range(len(responses))]

@@ -70,7 +70,7 @@ def answers(model, tokenizer, task_type, tasks, temperature=EVAL_TEMPERATURE, n=
     out = sample(model, tokenizer, prompts, n, max_new_tokens, temperature, seed=0, batch_size=64)
     index, texts = out["prompt_index"].tolist(), [completion(prefilled + text, resolve_template(tokenizer, template))
                                                   for text in out["texts"]]
-    rewards = solver_rewards(task_type, [tasks[k].task for k in index], texts, train=False)
+    rewards = solver_rewards(task_type, [tasks[k].task for k in index], texts, evaluation=True)
     per_task = [[] for _ in tasks]
     for k, text, reward in zip(index, texts, rewards):
         per_task[k].append((reward == 1.0, style_of(text)))

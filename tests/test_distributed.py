@@ -83,7 +83,7 @@ def fixed_tasks(task_type, responses, step, buffer, programs=None, num_inputs=No
     return tasks
 
 
-def fixed_rewards(task_type, tasks, responses, train=True, rule="released"):
+def fixed_rewards(task_type, tasks, responses, evaluation=False, rule="released"):
     return [float(crc(r) % 3) - 1.0 for r in responses]
 
 

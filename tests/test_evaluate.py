@@ -230,9 +230,9 @@ def test_codeio_triplets_are_valid_and_their_gold_answers_score_1():
     tasks = [p.answer for p in problems]
     assert all(executor.validate([(t.program, t.inputs[0])])[0].output == t.outputs[0] for t in tasks)
     right = [f"<think> run it </think> <answer> {t.outputs[0]} </answer>" for t in tasks]
-    assert solver_rewards("deduction", tasks, right, train=False) == [1.0] * 4
+    assert solver_rewards("deduction", tasks, right, evaluation=True) == [1.0] * 4
     assert solver_rewards("abduction", tasks, [f"<think> x </think> <answer> {t.inputs[0]} </answer>" for t in tasks],
-                          train=False) == [1.0] * 4
+                          evaluation=True) == [1.0] * 4
 
 
 def test_tasks_benchmark_reads_valid_tasks_of_the_right_kind(tmp_path):

@@ -27,7 +27,7 @@ FAST = ["--model", "tiny", "--preset", "cpu", "--task-types", "deduction,inducti
 def varied_rewards(monkeypatch):
     """The random tiny model never writes a well-formed answer, so every reward would be -1 and no
     group would carry a gradient. Reward by response length instead, to exercise the update."""
-    def by_length(task_type, tasks, responses, train=True, rule="released"):
+    def by_length(task_type, tasks, responses, evaluation=False, rule="released"):
         return [len(r) % 3 - 1.0 for r in responses]
 
     monkeypatch.setattr(selfplay, "solver_rewards", by_length)  # the solve rates

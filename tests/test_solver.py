@@ -260,10 +260,10 @@ def test_deduction_rewards():
                  respond("'42'"), respond("forty-two"), "42", "<think>t</think><answer>42"]
     tasks = [TRIPLET] * len(responses)
     assert solver_rewards("deduction", tasks, responses, rule="strict") == [1, 1, -0.5, -0.5, -0.5, -0.5, -1, -1]
-    assert solver_rewards("deduction", tasks, responses, train=False, rule="strict") == [1, 1, 0, 0, 0, 0, 0, 0]
+    assert solver_rewards("deduction", tasks, responses, evaluation=True, rule="strict") == [1, 1, 0, 0, 0, 0, 0, 0]
     assert solver_rewards("deduction", tasks, responses) == [1, 1, -0.5, -0.5, -0.5, -0.5, -1, -1]
     # the solve rate as released reads the last <answer> with no format check: the truncated one counts
-    assert solver_rewards("deduction", tasks, responses, train=False) == [1, 1, 0, 0, 0, 0, 0, 1]
+    assert solver_rewards("deduction", tasks, responses, evaluation=True) == [1, 1, 0, 0, 0, 0, 0, 1]
 
 
 def test_released_rule_accepts_text_after_the_answer_and_reads_the_last():
@@ -279,10 +279,10 @@ def test_abduction_rewards_accept_any_input_with_the_gold_output():
                  respond("3"), respond("import os"), "", "<think>t</think><answer>1, 2</answer><answer>9, 4</answer>"]
     tasks = [task] * len(responses)
     assert solver_rewards("abduction", tasks, responses, rule="strict") == [1, 1, -0.5, -0.5, -0.5, -0.5, -1, -1]
-    assert solver_rewards("abduction", tasks, responses, train=False, rule="strict") == [1, 1, 0, 0, 0, 0, 0, 0]
+    assert solver_rewards("abduction", tasks, responses, evaluation=True, rule="strict") == [1, 1, 0, 0, 0, 0, 0, 0]
     # released: the last of two answers (9, 4) is read, and it is right
     assert solver_rewards("abduction", tasks, responses) == [1, 1, -0.5, -0.5, -0.5, -0.5, -1, 1]
-    assert solver_rewards("abduction", tasks, responses, train=False) == [1, 1, 0, 0, 0, 0, 0, 1]
+    assert solver_rewards("abduction", tasks, responses, evaluation=True) == [1, 1, 0, 0, 0, 0, 0, 1]
 
 
 def test_induction_rewards_check_the_hidden_pairs():
@@ -301,10 +301,10 @@ def test_induction_rewards_check_the_hidden_pairs():
     ]
     tasks = [task] * len(responses)
     assert solver_rewards("induction", tasks, responses, rule="strict") == [1, 1, -0.5, -0.5, -0.5, -0.5, -0.5, -1]
-    assert solver_rewards("induction", tasks, responses, train=False, rule="strict") == [1, 1, 0, 0, 0, 0, 0, 0]
+    assert solver_rewards("induction", tasks, responses, evaluation=True, rule="strict") == [1, 1, 0, 0, 0, 0, 0, 0]
     # released: an unfenced program is a format error (-1); the truncated one counts for the solve rate
     assert solver_rewards("induction", tasks, responses) == [1, -1, -0.5, -0.5, -0.5, -0.5, -0.5, -1]
-    assert solver_rewards("induction", tasks, responses, train=False) == [1, 0, 0, 0, 0, 0, 0, 1]
+    assert solver_rewards("induction", tasks, responses, evaluation=True) == [1, 0, 0, 0, 0, 0, 0, 1]
 
 
 def test_induction_answer_runs_with_the_gold_programs_imports():

@@ -133,7 +133,7 @@ def solver_answers(examples, generated):
         if role == "solver":
             pairs[task_type].append((by_prompt[user], response))
     return {task_type: [(t, r, reward) for (t, r), reward in
-                        zip(p, solver.solver_rewards(task_type, [t for t, _ in p], [r for _, r in p], train=False))]
+                        zip(p, solver.solver_rewards(task_type, [t for t, _ in p], [r for _, r in p], evaluation=True))]
             for task_type, p in pairs.items()}
 
 
@@ -439,19 +439,19 @@ def test_rlvr_rewards_every_sample_of_its_drawn_tasks(generated, monkeypatch):
                           "--max-new-tokens", "6"])
     calls = []
 
-    def rewards(task_type, tasks, responses, train=True, rule="released"):
-        calls.append((task_type, [t.program for t in tasks], len(responses), train))
+    def rewards(task_type, tasks, responses, evaluation=False, rule="released"):
+        calls.append((task_type, [t.program for t in tasks], len(responses), evaluation))
         return [1.0 if k % 3 == 0 else -0.5 for k in range(len(responses))]
 
     monkeypatch.setattr(rollout, "solver_rewards", rewards)
     tasks = toytasks.triplets(generated)[:5]
     rows, records, _ = rlvr.rlvr_rollouts(1, model, tokenizer, tasks, args)
     assert records == [] and len(rows) == 2 * 2 * 3 and {r.role for r in rows} == {"solver"}
-    assert [c[0] for c in calls] == ["deduction", "abduction"] and all(c[2:] == (6, True) for c in calls)
+    assert [c[0] for c in calls] == ["deduction", "abduction"] and all(c[2:] == (6, False) for c in calls)
     assert [r.reward for r in rows] == [1.0, -0.5, -0.5] * 4
     assert all(p in {t.task.program for t in tasks} for c in calls for p in c[1])
     again = []
-    monkeypatch.setattr(rollout, "solver_rewards", lambda tt, ts, rs, train=True, rule="released": again.append([t.program for t in ts]) or [0.0] * len(rs))
+    monkeypatch.setattr(rollout, "solver_rewards", lambda tt, ts, rs, evaluation=False, rule="released": again.append([t.program for t in ts]) or [0.0] * len(rs))
     rlvr.rlvr_rollouts(1, model, tokenizer, tasks, args)
     assert again == [c[1] for c in calls]
 
@@ -462,7 +462,7 @@ def test_sft_gold_answers_are_right_and_in_the_careful_style(generated):
         for task_type in ("deduction", "abduction"):
             response = sft.gold_response(g, task_type)
             assert toytasks.style_of(response) == "careful"
-            assert solver.solver_rewards(task_type, [g.task], [response], train=False) == [1.0]
+            assert solver.solver_rewards(task_type, [g.task], [response], evaluation=True) == [1.0]
 
 
 def test_sft_loss_is_the_mean_negative_log_likelihood_of_the_gold_tokens(generated):
