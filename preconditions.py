@@ -161,6 +161,10 @@ def precondition_numbers(pools, evaluations, runs):
     return out
 
 
+def one_decimal(value):
+    return "–" if value is None else f"{value:.1f}"
+
+
 def spread_text(values):
     return f"{mean(values):.1f} ± {std(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
 
@@ -173,14 +177,16 @@ def preconditions_section(numbers, figure="preconditions.png"):
           "std over seeds). (b) How far each self-play run moved its valid proposals (mean AST nodes, first quarter "
           "of the steps against the last), and what that move is worth by (a)'s pools.", "",
           table(["pool", "tasks", "mean AST nodes", "pass@1", "deduction", "abduction"],
-                [[p, v["tasks"], v["nodes"], spread_text(v["pass_at_1"]), spread_text(v["deduction"]),
+                [[p, v["tasks"], one_decimal(v["nodes"]), spread_text(v["pass_at_1"]), spread_text(v["deduction"]),
                   spread_text(v["abduction"])] for p, v in numbers["pools"].items()]), "",
           f"(a) {'holds' if w['holds'] else 'fails'}: {w['best']} minus {w['worst']} = {w['difference']:.1f} points, "
           f"the larger seed spread {w['spread']:.1f}, so {w['difference'] - w['spread']:.1f} beyond it "
-          f"(needed: {w['gap']:g}, our threshold).", ""]
+          f"(needed: {w['gap']:g}, our threshold)"
+          + (". With one seed no spread is measured: the verdict says nothing about the noise between seeds."
+             if min(len(v["pass_at_1"]) for v in numbers["pools"].values()) < 2 else "."), ""]
     if numbers["runs"]:
         md += [table(["run", "nodes, first quarter", "nodes, last quarter", "move", "worth (points)"],
-                     [[f"{r['method']}-seed{r['seed']}", r["first"], r["last"], r["move"], r["worth"]]
+                     [[f"{r['method']}-seed{r['seed']}"] + [one_decimal(r[k]) for k in ("first", "last", "move", "worth")]
                       for r in numbers["runs"]]), ""]
     return md + [f"![preconditions]({figure})", ""]
 

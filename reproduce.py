@@ -366,7 +366,7 @@ def pool_folder(args, pool, seed):
 
 def write_pools(args):
     """Each pool's task file, written once: fresh tasks of one depth, or the base's own proposals
-    (AZR's seeding with the study's AZR settings, PROPOSED_TASKS valid triplets), with the held-out
+    (AZR's seeding with the study's AZR settings, PROPOSED_TASKS valid triplets, 8 with --quick), with the held-out
     programs left out of every pool as rlvr.py's fresh tasks leave them out."""
     held = {t.task.program.strip() for t in heldout()}
     for pool, path in pool_paths(args).items():
@@ -376,7 +376,7 @@ def write_pools(args):
         if pool in POOL_DEPTHS:
             records = depth_pool(POOL_DEPTHS[pool])
         else:
-            settings = grpo.get_args(train_argv(args, "azr", 0) + ["--seed-tasks", str(PROPOSED_TASKS),
+            settings = grpo.get_args(train_argv(args, "azr", 0) + ["--seed-tasks", str(8 if args.quick else PROPOSED_TASKS),
                                                                    "--task-types", ",".join(TRIPLET_TYPES)])
             model, tokenizer = load_model(args.model)
             records = proposed_pool(model, tokenizer, settings)

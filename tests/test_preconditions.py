@@ -100,5 +100,6 @@ def test_numbers_section_and_figure(tmp_path):
     assert run["worth"] == pytest.approx(52.5 - 55.5)  # from the easiest pool's size to the proposed one's
     text = "\n".join(preconditions.preconditions_section(numbers))
     assert "(a) holds: easiest minus hardest = 15.0 points" in text and "azr-seed0" in text
+    assert "With one seed" not in text and "| easiest | 2 | 6.0 | 55.5 ± 0.7 |" in text
     preconditions.plot_preconditions(numbers, str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").stat().st_size > 0
