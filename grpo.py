@@ -314,8 +314,9 @@ def update(model, optimizer, rows, args, ref_model=None):
     if rl:
         rewards = torch.tensor([r.reward for r in rows])
         trr = args.advantage.startswith("trr++")
-        groups = [(r.role, r.task_type) if trr else (r.role, r.task_type, r.prompt) for r in rows]
-        A, zero_var = advantages(rewards, groups, args.advantage, [len(r.response_ids) for r in rows])
+        # whose baseline each row shares: its (role, task type) for TRR++, its prompt's G samples for GRPO
+        baselines = [(r.role, r.task_type) if trr else (r.role, r.task_type, r.prompt) for r in rows]
+        A, zero_var = advantages(rewards, baselines, args.advantage, [len(r.response_ids) for r in rows])
         stats["zero_var_frac"] = zero_var.float().mean().item()
         # frozen rows get no gradient; zero-variance groups stay in (A = 0: they add tokens to the
         # token mean and take the entropy bonus, as in AZR) unless --skip-zero-var

@@ -228,7 +228,7 @@ def write_report(args, plan, long, evaluations, numbers, records, matched, comma
 
 
 ARTEFACTS = ("config.json", "metrics.jsonl", "tasks.jsonl", "seed_tasks.jsonl", "heldout_eval.json", "sparsity.json",
-             "probe.json", "judges.json")
+             "probe.json", "judges.json", "probes.json")  # probes.json: the base's, the fixed probes of finding 3
 
 
 def keep_artefacts(folders, report):

@@ -255,6 +255,11 @@ def matched_prompts(args, p):
 # Training: one grpo.py run per method and seed, skipped when finished, resumed when not
 
 
+def base_folder(args):
+    """The base's folder among the runs: its cached evaluation and the probes, no training."""
+    return os.path.join(args.out, "runs", "base")
+
+
 def run_folder(args, method, seed):
     return os.path.join(args.out, "runs", f"{method}-seed{seed}")
 
@@ -491,7 +496,7 @@ def final_checkpoint(folder):
 
 def evaluate_all(args, plan):
     """{method: [results per seed]}, base first (one evaluation: it has no seeds)."""
-    models = [("base", 0, os.path.join(args.out, "runs", "base"), args.model, args.model)]
+    models = [("base", 0, base_folder(args), args.model, args.model)]
     for method, seed, folder in plan:
         models.append((method, seed, folder, *final_checkpoint(folder)))
     others = [b for b in args.benchmarks if b != "toy"]
@@ -582,7 +587,7 @@ def probe_texts(args):
             probes += sorted(("solver", texts[k], completion(text, template))
                              for k, text in zip(out["prompt_index"].tolist(), out["texts"]))
         return probes
-    return [tuple(p) for p in cached(os.path.join(args.out, "runs", "base", "probes.json"), settings, "probes", compute)]
+    return [tuple(p) for p in cached(os.path.join(base_folder(args), "probes.json"), settings, "probes", compute)]
 
 
 def probe_numbers(args, folder, probes, base_entropy):
@@ -766,7 +771,7 @@ def main(argv=None):
     if matched:
         write_json(os.path.join(report, "findings_matched_budget.json"), matched)
     write_report(args, plan, long, evaluations, numbers, records, matched, shlex.join(argv))
-    folders = dict.fromkeys([r.folder for r in plan + long] + [r.folder for r in sweep]
+    folders = dict.fromkeys([base_folder(args)] + [r.folder for r in plan + long] + [r.folder for r in sweep]
                             + ([pool_folder(args, p, s) for p in POOLS for s in range(args.seeds)] if args.preconditions else []))
     keep_artefacts(folders, report)
     executor.close_pool()

@@ -2,6 +2,7 @@
 as a slow test), and resuming without redoing finished runs or evaluations."""
 
 import json
+import math
 import os
 
 import pytest
@@ -220,7 +221,16 @@ def test_the_study_writes_its_report_and_a_second_run_redoes_nothing(stand_ins):
     kept = os.path.join(report, "runs", "azr-seed0")
     assert read_jsonl(os.path.join(kept, "tasks.jsonl.gz")) == read_jsonl(os.path.join(study, "runs", "azr-seed0", "tasks.jsonl"))
     assert read_jsonl(os.path.join(kept, "metrics.jsonl.gz")) == read_jsonl(os.path.join(study, "runs", "azr-seed0", "metrics.jsonl"))
-    assert sorted(os.listdir(os.path.join(report, "runs"))) == sorted(f"{m}-seed0" for m in reproduce.RUNS)
+    assert sorted(os.listdir(os.path.join(report, "runs"))) == sorted(["base"] + [f"{m}-seed0" for m in reproduce.RUNS])
+    # the base's evaluation counts too: its pass@k in numbers.json recomputes from them
+    with open(os.path.join(report, "runs", "base", "heldout_eval.json")) as f:
+        base = json.load(f)["results"]
+    n = numbers["n"]
+    for bench, result in base.items():
+        by_hand = {str(k): sum(1 - math.comb(n - c, k) / math.comb(n, k) for c in result["counts"]) / len(result["counts"])
+                   for k in range(1, n + 1)}
+        assert numbers["methods"]["base"]["pass_at_k"][0][bench] == pytest.approx(by_hand)
+    assert os.path.isfile(os.path.join(report, "runs", "base", "probes.json"))
     assert {"heldout_eval.json", "sparsity.json", "config.json", "probe.json", "judges.json"} <= set(os.listdir(kept))
 
     before = mtimes(study)
