@@ -24,9 +24,10 @@ study's entropy-dynamics measurement; it comes from the same chunked pass as the
 
 The file reads as the algorithm: `training_step` (one step: the method's rollouts and rewards,
 then the update), the advantages, the clipped loss, `update` (advantages, then per mini-batch:
-forward, loss, backward, one optimizer step; the same for SFT with its cross-entropy), the metrics line; then the settings (the three presets, every flag, and the
-checks of bad input) and `train`, the loop that loads, resumes, seeds, logs and checkpoints. The
-rollouts are each method's file (selfplay.py, rlvr.py, sft.py); the run folder is runs.py's.
+forward, loss, backward, one optimizer step; the same for SFT with its cross-entropy), the
+metrics line; then the settings (the three presets, every flag, and the checks of bad input) and
+`train`, the loop that loads, resumes, seeds, logs and checkpoints. The rollouts are each
+method's file (selfplay.py, rlvr.py, sft.py); the run folder is runs.py's.
 
     python grpo.py                # the toy base shipped in bases/, its toy preset
     python grpo.py --model <hub id or folder>
@@ -78,8 +79,8 @@ def training_step(step, model, tokenizer, optimizer, buffers, tasks, args, ref_m
         else:  # the gold answers of fixed tasks
             rows, records, times = sft_rows(step, tokenizer, tasks, args), [], {}
     with timed(times, "update"):  # (RL) advantages, then the loss, one optimizer step per mini-batch
-        entropy, stats = update(model, optimizer, rows, args, ref_model)
-    return step_metrics(step, rows, entropy, records, stats, times, buffers, args), records
+        token_entropy, stats = update(model, optimizer, rows, args, ref_model)
+    return step_metrics(step, rows, token_entropy, records, stats, times, buffers, args), records
 
 
 # -----------------------------------------------------------------------------
@@ -328,7 +329,7 @@ def update(model, optimizer, rows, args, ref_model=None):
     # steps (old log-probs from before the first), and for the reference model's log-probs.
     on_policy = not rl or (len(parts) == 1 and not args.two_pass)  # SFT needs no old log-probs
     in_grad_pass = set(trainable) if on_policy else set()
-    old, entropy = old_logprobs(model, rows, [k for k in range(len(rows)) if k not in in_grad_pass], args, device)
+    old, row_entropy = old_logprobs(model, rows, [k for k in range(len(rows)) if k not in in_grad_pass], args, device)
     ref = reference_logprobs(ref_model, rows, trainable, args, device) if ref_model is not None else {}
     logged = ("clip_frac", "clip_frac_low", "clip_frac_high", "ratio_mean") + (("kl",) if ref_model else ()) if rl \
         else ("loss",)
@@ -350,13 +351,13 @@ def update(model, optimizer, rows, args, ref_model=None):
                     loss, loss_stats = sft_loss(logp, mask)
             (loss * share(keys, mask) * distributed.loss_scale()).backward()  # alone: x 1
             if on_policy:
-                entropy.update(entropy_sums(keys, H, mask))
+                row_entropy.update(entropy_sums(keys, H, mask))
             for key in logged:
                 stats[key] += loss_stats[key] * share(keys, mask) / len(parts)
         stats["grad_norm"] = optimizer_step(model, optimizer)
     # under torchrun each row's entropy and each pass's statistics are one rank's: add them up
     entropy_sum = torch.zeros(len(rows))
-    for k, value in entropy.items():
+    for k, value in row_entropy.items():
         entropy_sum[k] = value
     entropy_count = torch.tensor([float(len(r.response_ids)) for r in rows])
     for key in logged:
@@ -393,11 +394,11 @@ def reference_logprobs(ref_model, rows, keys, args, device):
 # -----------------------------------------------------------------------------
 # The metrics line
 
-def step_metrics(step, rows, entropy, records, stats, times, buffers, args):
+def step_metrics(step, rows, token_entropy, records, stats, times, buffers, args):
     """One line of metrics.jsonl: per (role, task type) reward, entropy (the token mean over all
     response tokens, as verl logs it; entropy_seq: the mean of per-response means), length,
     truncation; per task type the valid-proposal rate and the histogram of solve rates (k/n solved)."""
-    entropy_sum, entropy_count = entropy
+    entropy_sum, entropy_count = token_entropy  # per row: the sum over its response tokens, their number
     m = {"step": step}
     for role in ("proposer", "solver"):
         for task_type in args.task_types:
