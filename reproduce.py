@@ -156,11 +156,14 @@ def get_args(argv=None):
     p.add_argument("--only-preconditions", action="store_true",
                    help="train and measure only the preconditions (and the self-play runs of --methods they read), "
                         "then stop: report/preconditions.md")
+    p.add_argument("--pool-seeds", type=number(int, 1), default=None,
+                   help="the preconditions' RLVR runs per pool, seeds 0..N-1 (default: --seeds)")
     p.add_argument("--jobs", type=number(int, 1), default=1,
                    help="training runs at once, each in its own process, the CPU's threads divided among them")
     p.add_argument("--dry-run", action="store_true", help="print what would be trained and evaluated; write nothing")
     args = p.parse_args(argv)
     args.methods = list(dict.fromkeys(args.methods))  # each once, in the order given
+    args.pool_seeds = args.pool_seeds or args.seeds
     if args.only_preconditions:  # the self-play runs (b) reads, and nothing else of the study
         args.preconditions, args.sweep_lrs, args.long_steps, args.matched_budget = True, [], None, False
         args.methods = [m for m in args.methods if m in SELF_PLAY]
@@ -391,14 +394,14 @@ def write_pools(args):
 def precondition_jobs(args):
     """(a)'s runs: RLVR from the base on each pool (its file as --data), each seed, the study's steps."""
     return [training_job(args, "rlvr", seed, pool_folder(args, pool, seed), extra=["--data", path])
-            for pool, path in pool_paths(args).items() for seed in range(args.seeds)]
+            for pool, path in pool_paths(args).items() for seed in range(args.pool_seeds)]
 
 
 def precondition_numbers_of(args, plan):
     """preconditions.json's numbers: the pools' held-out evaluations, and each self-play run's tasks."""
     pools = {pool: read_pool(path) for pool, path in pool_paths(args).items()}
     evaluations = {pool: [heldout_eval(args, pool_folder(args, pool, s), *final_checkpoint(pool_folder(args, pool, s)))
-                          for s in range(args.seeds)] for pool in tqdm(POOLS, desc="preconditions", unit="pool")}
+                          for s in range(args.pool_seeds)] for pool in tqdm(POOLS, desc="preconditions", unit="pool")}
     runs = [(r.method, r.seed, read_jsonl(os.path.join(r.folder, "tasks.jsonl")), args.steps) for r in plan
             if r.method in SELF_PLAY]
     return precondition_numbers(pools, evaluations, runs)
@@ -728,7 +731,8 @@ def only_preconditions(args, plan, report):
     md = preconditions_section(numbers)
     with open(os.path.join(report, "preconditions.md"), "w") as f:
         f.write("\n".join(md))
-    keep_artefacts([r.folder for r in plan] + [pool_folder(args, p, s) for p in POOLS for s in range(args.seeds)], report)
+    keep_artefacts([r.folder for r in plan] + [pool_folder(args, p, s) for p in POOLS for s in range(args.pool_seeds)],
+                   report)
     executor.close_pool()
     print("\n".join(md))
     return numbers
@@ -772,7 +776,8 @@ def main(argv=None):
         write_json(os.path.join(report, "findings_matched_budget.json"), matched)
     write_report(args, plan, long, evaluations, numbers, records, matched, shlex.join(argv))
     folders = dict.fromkeys([base_folder(args)] + [r.folder for r in plan + long] + [r.folder for r in sweep]
-                            + ([pool_folder(args, p, s) for p in POOLS for s in range(args.seeds)] if args.preconditions else []))
+                            + ([pool_folder(args, p, s) for p in POOLS for s in range(args.pool_seeds)]
+                               if args.preconditions else []))
     keep_artefacts(folders, report)
     executor.close_pool()
     print(verdict_table(records))

@@ -44,6 +44,7 @@ BAD_ARGUMENTS = [
     (["--matched-budget", "--methods", "rlvr", "sft"], "--matched-budget: needs azr and rlvr or sft"),
     (["--matched-budget", "--grpo-args=--prompts 3"], "not a whole number of RLVR prompts"),
     (["--only-preconditions", "--methods", "rlvr", "sft"], "--only-preconditions: (b) reads self-play runs"),
+    (["--pool-seeds", "0"], "argument --pool-seeds: must be at least 1"),
 ]
 
 
@@ -313,7 +314,9 @@ def test_only_the_preconditions_train_rlvr_on_each_pool_and_the_self_play_runs(s
 def test_the_preconditions_join_the_studys_report(stand_ins, monkeypatch):
     study, calls = stand_ins
     monkeypatch.setattr(reproduce, "proposed_pool", lambda model, tokenizer, settings: PROPOSED)
-    reproduce.main(SMALL + ["--preconditions", "--methods", "azr", "rlvr", "--out", study])
+    reproduce.main(SMALL + ["--preconditions", "--pool-seeds", "2", "--methods", "azr", "rlvr", "--out", study])
+    trained = sorted(os.path.basename(last_value(a, "--out")) for a in calls)
+    assert trained == sorted(["azr-seed0", "rlvr-seed0"] + [f"{p}-seed{s}" for p in reproduce.POOLS for s in (0, 1)])
     with open(os.path.join(study, "report", "numbers.json")) as f:
         numbers = json.load(f)
     assert set(numbers["preconditions"]["pools"]) == set(reproduce.POOLS)
