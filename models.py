@@ -9,7 +9,9 @@ A name is a local folder, a hub id, or a built-in:
     requests and tqdm; accelerate needs psutil). Converted once to a bf16 folder (about 260 MB).
   - toy: the toy base of toybase.py, a 0.9M-parameter Llama trained from scratch on generated
     programs in the game's formats: the default of grpo.py. It ships in bases/toy-v2; `python
-    toyworld.py --build` rebuilds it from its seed (67 minutes on 2 CPU cores).
+    toyworld.py --build` rebuilds it from its seed (67 minutes on 2 CPU cores). `toy-v2` names
+    it too; `toy-v3` (bases/toy-v3; toybase.TOY_V3) is the same build with the hasty answers'
+    error growing with the program's depth (`python toyworld.py --build toy-v3`, 82 minutes).
 Built-ins are written once to $AZR_CACHE (default ~/.cache/azr) and then load like any folder.
 Sampling from a model is sampling.py; scoring its log-probs and entropy is logprobs.py.
 """
