@@ -108,7 +108,7 @@ def test_toyworld_answers_render_the_template_and_grade_what_the_model_said(monk
         return {"prompt_index": torch.arange(len(prompts)), "texts": ["x"] * len(prompts)}
     graded = []
     monkeypatch.setattr(toyworld, "sample", fake_sample)
-    monkeypatch.setattr(toyworld, "solver_rewards", lambda t, tasks, texts, train: graded.extend(texts) or [0.0] * len(texts))
+    monkeypatch.setattr(toyworld, "solver_rewards", lambda t, tasks, texts, evaluation: graded.extend(texts) or [0.0] * len(texts))
     tasks = heldout()[:2]
     toyworld.answers(model, tokenizer, "deduction", tasks, template="r1", prefix="<think> careful")
     assert all(p.endswith(R1_PREFILL + " careful") and "<|im_start|>" not in p for p in seen)
