@@ -331,7 +331,7 @@ def update(model, optimizer, rows, args, ref_model=None):
     in_grad_pass = set(trainable) if on_policy else set()
     old, row_entropy = old_logprobs(model, rows, [k for k in range(len(rows)) if k not in in_grad_pass], args, device)
     ref = reference_logprobs(ref_model, rows, trainable, args, device) if ref_model is not None else {}
-    logged = ("clip_frac", "clip_frac_low", "clip_frac_high", "ratio_mean") + (("kl",) if ref_model else ()) if rl \
+    logged = ("clip_frac", "clip_frac_low", "clip_frac_high", "ratio_mean") + (("kl",) if ref_model is not None else ()) if rl \
         else ("loss",)
     stats.update(dict.fromkeys(logged, 0.0))  # token-weighted means over the batch
     model.train()
@@ -349,11 +349,12 @@ def update(model, optimizer, rows, args, ref_model=None):
                         H if args.entropy_coef > 0 else None), **loss_settings(args))
                 else:
                     loss, loss_stats = sft_loss(logp, mask)
-            (loss * share(keys, mask) * distributed.loss_scale()).backward()  # alone: x 1
+                weight = share(keys, mask)
+            (loss * weight * distributed.loss_scale()).backward()  # alone: x 1
             if on_policy:
                 row_entropy.update(entropy_sums(keys, H, mask))
             for key in logged:
-                stats[key] += loss_stats[key] * share(keys, mask) / len(parts)
+                stats[key] += loss_stats[key] * weight / len(parts)
         stats["grad_norm"] = optimizer_step(model, optimizer)
     # under torchrun each row's entropy and each pass's statistics are one rank's: add them up
     entropy_sum = torch.zeros(len(rows))
@@ -378,16 +379,17 @@ def old_logprobs(model, rows, keys, args, device):
     return distributed.merged(old, device), entropy
 
 
-def reference_logprobs(ref_model, rows, keys, args, device):
-    """{row: log-probs of its response tokens} under the reference model (whole on every rank, so a
-    rank scores only its own rows), for the KL term: every rank's, on every rank."""
+def reference_logprobs(ref_model, rows, trainable, args, device):
+    """{row: log-probs of its response tokens} under the reference model, for the rows `trainable`
+    (the KL term): every rank's, on every rank. The reference is whole on every rank, so a rank
+    scores only its own rows and skips the passes of no row."""
     ref = {}
     with torch.no_grad():
-        for keys_, _ in distributed.rank_batches(batches_of(rows, keys, args)):
-            if keys_:
+        for keys, _ in distributed.rank_batches(batches_of(rows, trainable, args)):
+            if keys:
                 with autocast(args, device):
-                    logp, _, mask = score(ref_model, rows, keys_, args)
-                ref.update({k: logp[b][mask[b].bool()] for b, k in enumerate(keys_)})
+                    logp, _, mask = score(ref_model, rows, keys, args)
+                ref.update({k: logp[b][mask[b].bool()] for b, k in enumerate(keys)})
     return distributed.merged(ref, device)
 
 

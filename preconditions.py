@@ -68,14 +68,10 @@ def proposed_pool(model, tokenizer, args):
 
 
 def write_pool(path, records):
+    """A pool's records as an rlvr.py --data file (runs.read_jsonl reads it back), written whole."""
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     os.replace(path + ".tmp", path)
-
-
-def read_pool(path):
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def mean_nodes(records):
@@ -204,6 +200,7 @@ def plot_preconditions(numbers, path):
              title="(a) RLVR on each pool of tasks")
     right.plot([x for x, _ in line], [y for _, y in line], "k--", lw=1, label="(a)'s line")
     methods = list(dict.fromkeys(r["method"] for r in numbers["runs"]))
+    labelled = set()  # one legend entry per method, whatever its seeds
     for r in numbers["runs"]:
         if r["move"] is None:
             continue
@@ -212,7 +209,8 @@ def plot_preconditions(numbers, path):
         right.annotate("", xy=(xs[1], interpolate(xs[1], line)), xytext=(xs[0], interpolate(xs[0], line)),
                        arrowprops={"arrowstyle": "->", "color": c})
         right.plot(xs, [interpolate(x, line) for x in xs], "o", color=c, ms=4,
-                   label=r["method"] if r["seed"] == min(q["seed"] for q in numbers["runs"] if q["method"] == r["method"]) else None)
+                   label=None if r["method"] in labelled else r["method"])
+        labelled.add(r["method"])
     right.set(xlabel="mean AST nodes of valid proposals", ylabel="pass@1 worth by (a) (points)",
               title="(b) first quarter -> last quarter")
     finish(fig, [left, right], path, integer_x=False)

@@ -222,7 +222,6 @@ def write_report(args, plan, long, evaluations, numbers, records, matched, comma
         f.write("\n".join(md))
 
 
-
 # -----------------------------------------------------------------------------
 # The runs' plain files beside the report
 

@@ -29,10 +29,10 @@ trains each of them for each seed (grpo.py, in a subprocess; three seeds by defa
 Everything lands in --out: runs/<method>-seed<k>/ (a grpo.py run folder, plus the cached
 evaluations heldout_eval.json, eval_benchmarks/, sparsity.json, probe.json, judges.json: each
 through `cached`), sweep/, preconditions/ and report/ (report.md, its figures, numbers.json,
-findings.json, and runs/ with each run's plain files: report.keep_artefacts). Stopped at any point, the same command resumes: a finished run is
-skipped, one without its final checkpoint continues (grpo.py --resume), a cached evaluation is
-read back. The study's phases are one pipeline a reader follows from training to verdicts, and
-each phase is a short function over the others'.
+findings.json, and runs/ with each run's plain files: report.keep_artefacts). Stopped at any point,
+the same command resumes: a finished run is skipped, one without its final checkpoint continues
+(grpo.py --resume), a cached evaluation is read back. The study's phases are one pipeline a reader
+follows from training to verdicts, and each phase is a short function over the others'.
 
     python reproduce.py --jobs 2                         # the toy base: 5 methods x 3 seeds x 30 steps, the sweep
     python reproduce.py --jobs 2 --long-steps 60 --matched-budget    # and the long runs, matched budgets
@@ -70,7 +70,7 @@ from evaluate import pass_at_k_curve
 from evaluate import main as evaluate_main
 from findings import all_findings, matched_budget, mean, verdict_table
 from preconditions import (POOL_DEPTHS, POOLS, PROPOSED_TASKS, depth_pool, plot_preconditions, precondition_numbers,
-                           preconditions_section, proposed_pool, read_pool, write_pool)
+                           preconditions_section, proposed_pool, write_pool)
 from models import load_model, model_name_problem
 from report import keep_artefacts, write_report
 from runs import checkpoints, number, read_jsonl, trained_template
@@ -399,7 +399,7 @@ def precondition_jobs(args):
 
 def precondition_numbers_of(args, plan):
     """preconditions.json's numbers: the pools' held-out evaluations, and each self-play run's tasks."""
-    pools = {pool: read_pool(path) for pool, path in pool_paths(args).items()}
+    pools = {pool: read_jsonl(path) for pool, path in pool_paths(args).items()}
     evaluations = {pool: [heldout_eval(args, pool_folder(args, pool, s), *final_checkpoint(pool_folder(args, pool, s)))
                           for s in range(args.pool_seeds)] for pool in tqdm(POOLS, desc="preconditions", unit="pool")}
     runs = [(r.method, r.seed, read_jsonl(os.path.join(r.folder, "tasks.jsonl")), args.steps) for r in plan

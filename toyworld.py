@@ -136,7 +136,8 @@ def heldout_figures(model, tokenizer, programs=frozenset(), n=SAMPLES, forced=FO
 
 
 def corpus_programs():
-    """The programs of the toy base's corpus (its toyworld.json, shipped with the base in bases/)."""
+    """The programs of the toy base's corpus (its toyworld.json, shipped with the base in bases/);
+    toy-v3's corpus has the same programs (its build differs from toy-v2's in the answers only)."""
     with open(os.path.join(models.builtin_folder("toy"), "toyworld.json")) as f:
         return frozenset(json.load(f)["programs"])
 

@@ -168,6 +168,18 @@ def test_styles_are_in_their_shares_and_style_of_recognises_every_solver_answer(
         assert toytasks.style_of(response) is None
 
 
+def test_the_hasty_answers_error_follows_the_programs_depth(generated):
+    """toy-v3's corpus: a near-miss share per depth (here never at depths 1 and 2, always at depth 3)."""
+    depth_of = {solver.solver_prompt("deduction", g.task): (g.depth, g.task.outputs[0]) for g in toytasks.triplets(generated)}
+    wrong = collections.defaultdict(list)
+    for user, response, kind in toytasks.corpus_examples(generated, random.Random(1), (0.0, 0.0, 1.0)):
+        if kind == "solver/deduction" and toytasks.style_of(response) == "hasty":
+            depth, output = depth_of[user]
+            wrong[depth].append(solver.extract_answer(response) != output)
+    assert sorted(wrong) == [1, 2, 3]
+    assert not any(wrong[1] + wrong[2]) and all(wrong[3])
+
+
 def test_hasty_answers_are_wrong_in_their_share_yet_well_formed_and_of_the_answers_type(examples, generated):
     answers = solver_answers(examples, generated)
     for task_type in ("deduction", "abduction"):
