@@ -269,11 +269,10 @@ def score(model, rows, keys, args):
 
 def scored(model, rows, batch, args):
     """score() of one of this rank's passes, a (keys, forwarded) pair of distributed.rank_batches:
-    the forwarded rows' (logp, entropy, mask) cut to the rows of keys, which are all of them, or
-    none for a pass that only keeps the ranks in step (its loss is then 0)."""
+    the forwarded rows' (logp, entropy, mask); keys are all of them, or none for a pass that only
+    keeps the ranks in step (update weighs its loss 0)."""
     keys, forwarded = batch
-    logp, H, mask = distributed.forward(model, score, rows, forwarded, args)
-    return logp[:len(keys)], H[:len(keys)], mask[:len(keys)]
+    return distributed.forward(model, score, rows, forwarded, args)
 
 
 def entropy_sums(keys, H, mask):
@@ -342,7 +341,9 @@ def update(model, optimizer, rows, args, ref_model=None):
             keys = batch[0]
             with autocast(args, device):
                 logp, H, mask = scored(model, rows, batch, args)
-                if rl:
+                if not keys:  # a pass that only keeps the ranks in step: its graph, weighed 0
+                    loss, loss_stats = 0.0 * (logp.sum() + H.sum()), dict.fromkeys(logged, 0.0)
+                elif rl:
                     old_logp = logp.detach() if on_policy else placed([old[k] for k in keys], mask)
                     loss, loss_stats = policy_loss(LossBatch(
                         logp, old_logp, A[keys].to(device), mask, placed([ref[k] for k in keys], mask) if ref else None,
