@@ -11,8 +11,8 @@ literal parsing at the boundary, the forked child's limits and the pool that sta
 security argument, and a reader checking what a model-written program can do should find every
 part of it in one place.
 
-    python bench.py sandbox       # validate a few programs and check a few answers
-    python bench.py executor      # validations per second: worker pool vs. one `python -c` per run
+    python perf.py sandbox       # validate a few programs and check a few answers
+    python perf.py executor      # validations per second: worker pool vs. one `python -c` per run
 
 How a program is run. A pool of pre-started worker processes ("zygotes", one per core, at least
 two; under torchrun each rank has its own pool, one worker per core of its share) waits for
@@ -725,5 +725,5 @@ def check_induction(jobs, pool=None):
     return verdicts
 
 
-if __name__ == "__main__":  # started by Pool as a worker, not by a person: `python bench.py executor` measures it
+if __name__ == "__main__":  # started by Pool as a worker, not by a person: `python perf.py executor` measures it
     worker_main(None if sys.argv[2] == "None" else int(sys.argv[2]), sys.argv[3] == "1")

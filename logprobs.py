@@ -7,7 +7,7 @@ needs the entropy H = logsumexp(z) - sum_i softmax(z)_i z_i of the same next-tok
 Both come from one pass here, computed chunk_size positions at a time in forward and again in
 backward (a custom autograd function), so the B x T x V float32 logits tensor, which dominates
 memory at V = 151,936 (Qwen2.5), is never materialised, not even in backward
-(`python bench.py logprobs` measures the peak memory against the usual full log_softmax).
+(`python perf.py logprobs` measures the peak memory against the usual full log_softmax).
 """
 
 import functools

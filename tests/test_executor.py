@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-import bench
+import perf
 import executor
 from executor import Pool, check_abduction, check_deduction, check_induction, check_program, validate
 
@@ -354,7 +354,7 @@ def test_pool_replaces_a_worker_that_dies(pool):
 
 
 def test_pool_survives_a_thousand_mixed_jobs(pool):
-    good = bench.bench_programs(40)
+    good = perf.bench_programs(40)
     quick_hostile = [HOSTILE[k] for k in ("memory bomb", "fork bomb", "kill parent", "sys.exit", "os._exit",
                                           "deep recursion", "__eq__ always true", "unpicklable", "ctypes")]
     slow_hostile = [HOSTILE["infinite loop"], HOSTILE["signal tampering"]]

@@ -28,7 +28,7 @@ LAYERS = [
     ["analyze"],
     ["preconditions"],                      # can the proposer's tasks matter: the study's preconditions
     ["report"],                             # the study's report.md and its runs' plain files
-    ["bench", "reproduce", "assignments"],  # benchmarks and demos; the whole study in one command; courses
+    ["perf", "reproduce", "assignments"],  # benchmarks and demos; the whole study in one command; courses
 ]
 
 

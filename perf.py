@@ -1,17 +1,18 @@
 """
-Benchmarks and demos, kept apart from the mechanisms they measure (as nanoGPT keeps bench.py
-beside train.py). Each sub-command prints its figures and compares against a baseline in the
+Speed and memory benchmarks and demos, kept apart from the mechanisms they measure (as nanoGPT
+keeps its bench.py beside train.py; named perf.py here because benchmarks.py holds evaluate.py's
+problem sets). Each sub-command prints its figures and compares against a baseline in the
 same run; run one at a time, on a quiet machine.
 
-    python bench.py executor [--programs 2000]   # sandbox validations/s: worker pool vs a fresh `python -c` per run
-    python bench.py sandbox                      # the sandbox at work on a few programs and answers
-    python bench.py logprobs                     # peak memory: chunked log-probs + entropy vs full log_softmax
-    python bench.py step [grpo.py flags]         # seconds per self-play step: loop + one pass vs HF generate + two passes
-    python bench.py sampler [--model smollm2-135m]  # the decoding loop of sampling.py vs HF generate
-    python bench.py decode                       # ms per decode step: written-out step vs the model's forward
-    python bench.py gpu [--sizes 0.5b,3b]        # will a gpu-preset run fit, how long: two steps, random-weight Qwen2.5
-    python bench.py ranks [--steps 4] [grpo.py flags]  # seconds per step: 2 torchrun ranks x 1 thread vs 1 process x 2
-    python bench.py memory                       # per-rank memory of full fine-tuning under FSDP, Qwen2.5 3B/7B/14B
+    python perf.py executor [--programs 2000]   # sandbox validations/s: worker pool vs a fresh `python -c` per run
+    python perf.py sandbox                      # the sandbox at work on a few programs and answers
+    python perf.py logprobs                     # peak memory: chunked log-probs + entropy vs full log_softmax
+    python perf.py step [grpo.py flags]         # seconds per self-play step: loop + one pass vs HF generate + two passes
+    python perf.py sampler [--model smollm2-135m]  # the decoding loop of sampling.py vs HF generate
+    python perf.py decode                       # ms per decode step: written-out step vs the model's forward
+    python perf.py gpu [--sizes 0.5b,3b]        # will a gpu-preset run fit, how long: two steps, random-weight Qwen2.5
+    python perf.py ranks [--steps 4] [grpo.py flags]  # seconds per step: 2 torchrun ranks x 1 thread vs 1 process x 2
+    python perf.py memory                       # per-rank memory of full fine-tuning under FSDP, Qwen2.5 3B/7B/14B
 """
 
 import argparse
@@ -191,7 +192,7 @@ def bench_logprobs(vocab_sizes=(49152, 151936), B=4, T=1024, hidden=896, chunk_s
     for V in vocab_sizes:
         peaks = {}
         for variant in ("chunked", "naive"):
-            code = f"import bench; bench.logprobs_variant({variant!r}, {V}, {N}, {hidden}, {chunk_size})"
+            code = f"import perf; perf.logprobs_variant({variant!r}, {V}, {N}, {hidden}, {chunk_size})"
             out = subprocess.run([sys.executable, "-c", code], cwd=here, env=env, capture_output=True, text=True)
             if out.returncode != 0:
                 print(f"V={V:>6} {variant:>7}: failed (exit {out.returncode}) {out.stderr.strip()[-200:]}")
@@ -646,7 +647,7 @@ def bench_gpu(sizes, prompts, max_new_tokens):
 
     On the device machine, the default sizes (0.5b and 3b) at 1,024 new tokens, 16 prompts:
 
-        python bench.py gpu 2>&1 | tee $OUT/bench_gpu.txt
+        python perf.py gpu 2>&1 | tee $OUT/bench_gpu.txt
 
     Its time on one H100 is estimated, not measured: a decode step of the eager forward is bound by
     launching work, ~1 ms per layer (24 and 36 layers; the written-out step launches about a

@@ -1,10 +1,10 @@
-"""bench.py's gpu sub-command on the CPU: the tiny size runs the gpu preset's self-play step and
+"""perf.py's gpu sub-command on the CPU: the tiny size runs the gpu preset's self-play step and
 update end to end and reports every figure; the Qwen2.5 shapes have their published parameter counts."""
 
 import pytest
 import torch
 
-import bench
+import perf
 import models
 
 
@@ -23,14 +23,14 @@ def test_gpu_bench_runs_the_tiny_size_end_to_end(capsys, one_thread):
     seconds; every invalid proposal fed by a valid task, so the solve-rate phase runs; a checkpoint
     of the tiny model's size; nothing NaN; the loop equal to generate, tokens and log-probs, on the
     left-padded mixed-length batch (float32 on the CPU: exact); and the table printed."""
-    results = bench.bench_gpu(["tiny"], prompts=1, max_new_tokens=6)
+    results = perf.bench_gpu(["tiny"], prompts=1, max_new_tokens=6)
     out = capsys.readouterr().out
     figures = results["tiny"]
     assert "error" not in figures and figures["parameters"] == 263_424
     for step in ("step 1", "step 2"):
         phases = figures[step]
         assert phases["rows"] == 6 * 1 and phases["valid"] == 3  # three proposals, all fed valid tasks
-        for phase in bench.PHASES:
+        for phase in perf.PHASES:
             assert phases[phase]["seconds"] > 0, (step, phase)
         for phase in ("rollouts", "solve rates"):  # one decode each
             assert phases[phase]["decode_steps"] >= 5 and phases[phase]["prefill_s"] > 0, (step, phase)
@@ -53,7 +53,7 @@ def test_gpu_bench_runs_the_tiny_size_end_to_end(capsys, one_thread):
                                                         ("3b", 3.09e9, 2.77e9)])
 def test_qwen_shapes_have_the_published_parameter_counts(size, total, non_embedding):
     """Built on the meta device (no memory): the totals and non-embedding counts of Qwen2.5's model cards."""
-    model = bench.random_qwen(size, models.byte_tokenizer(), torch.device("meta"))
+    model = perf.random_qwen(size, models.byte_tokenizer(), torch.device("meta"))
     count = sum(p.numel() for p in model.parameters())  # the tied lm_head counted once
     embedding = model.get_input_embeddings().weight.numel()
     assert model.config.vocab_size == 151936 and model.config.tie_word_embeddings
@@ -61,13 +61,13 @@ def test_qwen_shapes_have_the_published_parameter_counts(size, total, non_embedd
 
 
 def test_tiny_shape_fits_the_byte_tokenizer():
-    assert bench.QWEN_SHAPES["tiny"]["vocab_size"] == len(models.byte_tokenizer())
+    assert perf.QWEN_SHAPES["tiny"]["vocab_size"] == len(models.byte_tokenizer())
 
 
 @pytest.mark.parametrize("size, total", [("7b", 7.62e9), ("14b", 14.77e9)])
 def test_the_larger_qwen_shapes_have_the_published_totals(size, total):
     """Qwen2.5-7B and -14B, untied: embeddings and lm_head each counted."""
-    model = bench.random_qwen(size, models.byte_tokenizer(), torch.device("meta"))
+    model = perf.random_qwen(size, models.byte_tokenizer(), torch.device("meta"))
     assert not model.config.tie_word_embeddings and model.config.vocab_size == 152064
     assert round(sum(p.numel() for p in model.parameters()) / 1e9, 2) == total / 1e9
 
@@ -76,6 +76,6 @@ def test_memory_per_rank_is_the_sharded_16_bytes_and_the_whole_bf16_weights(caps
     """On the tiny shape, whose parameters the loaded tiny model counts: 16 B per parameter over N
     ranks, and 2 B per parameter on every rank."""
     P = sum(p.numel() for p in models.load_model("tiny")[0].parameters())
-    table = bench.bench_memory(sizes=("tiny",), ranks=(1, 4))
+    table = perf.bench_memory(sizes=("tiny",), ranks=(1, 4))
     assert table["tiny"][1] == pytest.approx(18 * P / 1e9) and table["tiny"][4] == pytest.approx((4 + 2) * P / 1e9)
     assert "tiny" in capsys.readouterr().out
