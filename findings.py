@@ -404,6 +404,30 @@ def matched_budget(numbers):
     return {**numbers, "methods": swapped, "sweep": None}
 
 
+MEDIANS = {"first": "first_median", "last": "last_median", "mean": "median"}
+
+
+def with_window_medians(numbers):
+    """The numbers with each run's logged entropy read as medians over the steps of a window (the
+    first quarter, the last, all steps) instead of means, for findings 2 and 5 to be decided again:
+    a one-step spike (a few long, high-entropy answers) moves a window's mean, not its median. None
+    when the numbers predate the medians (reproduce.entropy_numbers writes both)."""
+    methods = {}
+    for method, entry in numbers.get("methods", {}).items():
+        runs = []
+        for run in entry.get("entropy", []):
+            if any(name not in roles for roles in run.values() for name in MEDIANS.values()):
+                return None
+            runs.append({role: {which: roles[median] for which, median in MEDIANS.items()} for role, roles in run.items()})
+        methods[method] = {**entry, "entropy": runs}
+    return {**numbers, "methods": methods}
+
+
+def verdicts_that_differ(records, others):
+    """The findings whose verdict differs between two lists of records of the same findings."""
+    return [r["finding"] for r, o in zip(records, others) if r["verdict"] != o["verdict"]]
+
+
 # -----------------------------------------------------------------------------
 # The table
 

@@ -15,7 +15,8 @@ import shutil
 from analyze import (CURRICULUM_HEADER, ENTROPY_HEADER, curriculum_rows, entropy_rows, plot_curriculum, plot_entropy,
                      plot_length_vs_difficulty, plot_probe, plot_sparsity_sweep, sparsity_report, table)
 from evaluate import plot_pass_at_k
-from findings import mean, sparsity_sweep, std, verdict_table
+from findings import (FINDINGS, finding_entropy_collapse, finding_peaked_reward, mean, sparsity_sweep, std, verdict_table,
+                      verdicts_that_differ, with_window_medians)
 from preconditions import plot_preconditions, preconditions_section
 from runs import checkpoints
 
@@ -147,6 +148,21 @@ def judges_section(numbers):
             table(["tasks proposed in", "solved by the base", "solved by the final checkpoint", "AST nodes"], rows), ""]
 
 
+def medians_section(numbers, records):
+    """Findings 2 and 5 decided again with each entropy window's median over its steps in place of
+    its mean (findings.with_window_medians): whether a verdict rests on a one-step spike."""
+    medians = with_window_medians(numbers)
+    if medians is None:
+        return []
+    entropic = [FINDINGS.index(f) for f in (finding_entropy_collapse, finding_peaked_reward)]
+    again = [FINDINGS[i](medians) for i in entropic]
+    differ = verdicts_that_differ([records[i] for i in entropic], again)
+    return ["### With the entropy windows' medians", "", "The logged entropy has one-step spikes (a few long, "
+            "high-entropy answers). Findings 2 and 5 decided again with each window's median over its steps "
+            "instead of its mean: " + (f"the verdicts differ on {'; '.join(differ)}." if differ else
+                                       "the same verdicts."), "", verdict_table(again), ""]
+
+
 def write_report(args, plan, long, evaluations, numbers, records, matched, command):
     """report/report.md and its figures. plan, long: the study's runs and long runs (each with
     .method, .seed, .folder); records, matched: findings.all_findings of numbers and of the
@@ -168,8 +184,9 @@ def write_report(args, plan, long, evaluations, numbers, records, matched, comma
           "resolution (named in each criterion); with one seed the resolution alone decides, and the verdicts then "
           "say nothing about the noise between seeds. \"the study\" quotes the sentence of the study's abstract "
           "that names the analysis and paraphrases its result (our words).", "", verdict_table(records), ""]
+    md += medians_section(numbers, records)
     if matched:
-        differ = [r["finding"] for r, m in zip(records, matched) if r["verdict"] != m["verdict"]]
+        differ = verdicts_that_differ(records, matched)
         md += ["### With matched budgets", "", "RLVR and SFT trained on as many solver sequences per step as AZR "
                f"(--prompts {args.matched_prompts}): " + (f"the verdicts differ on {'; '.join(differ)}."
                                                          if differ else "the same verdicts."), "",

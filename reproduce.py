@@ -53,6 +53,7 @@ import os
 import random
 import shlex
 import shutil
+import statistics
 import subprocess
 from concurrent.futures import ThreadPoolExecutor, as_completed
 import sys
@@ -521,9 +522,11 @@ def no_nan(value):
 
 
 def entropy_numbers(folder):
-    """{role: {"first", "last", "mean"}}: the token entropy logged for each task type, over the
-    first quarter of the steps, the last quarter (at least one step each) and all of them,
-    averaged over task types. With a single step there is no first and last: None."""
+    """{role: {"first", "last", "mean", "first_median", "last_median", "median"}}: the token entropy
+    logged for each task type over the first quarter of the steps, the last quarter (at least one
+    step each) and all of them, as the mean over those steps and as their median (a one-step spike,
+    a few long high-entropy answers, moves the mean, not the median), averaged over task types. With
+    a single step there is no first and last: None."""
     curves = entropy_curves(read_jsonl(os.path.join(folder, "metrics.jsonl")))
     out = {}
     for role in ROLES:
@@ -531,9 +534,12 @@ def entropy_numbers(folder):
         if series:
             windows = [max(1, len(v) // 4) for v in series]
             two = all(len(v) >= 2 for v in series)
-            out[role] = {"first": mean([mean(v[:w]) for v, w in zip(series, windows)]) if two else None,
-                         "last": mean([mean(v[-w:]) for v, w in zip(series, windows)]) if two else None,
-                         "mean": mean([mean(v) for v in series])}
+            out[role] = {}
+            for suffix, center in (("", mean), ("_median", statistics.median)):
+                out[role].update({
+                    "first" + suffix: mean([center(v[:w]) for v, w in zip(series, windows)]) if two else None,
+                    "last" + suffix: mean([center(v[-w:]) for v, w in zip(series, windows)]) if two else None,
+                    ("mean" if not suffix else "median"): mean([center(v) for v in series])})
     return out
 
 

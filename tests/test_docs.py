@@ -8,6 +8,7 @@ import os
 import re
 
 import findings
+import reproduce
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,3 +97,23 @@ def test_the_documented_study_recomputes_from_its_own_files():
         if "-lr" not in run and "-long" not in run:  # the study's own runs: all their steps are there
             with gzip.open(os.path.join(study, "runs", run, "metrics.jsonl.gz"), "rt") as f:
                 assert sum(1 for _ in f) == steps, f"{run}: not {steps} steps of metrics"
+
+
+def test_the_documented_studys_entropy_verdicts_stand_with_window_medians(tmp_path):
+    """The README says no verdict of docs/study-toy rests on the logged entropy's one-step spikes:
+    its entropy windows recompute from the runs' metrics (the means exactly as numbers.json holds
+    them), and findings 2 and 5 come out the same with each window's median instead of its mean."""
+    study = os.path.join(ROOT, "docs", "study-toy")
+    with open(os.path.join(study, "numbers.json")) as f:
+        numbers = json.load(f)
+    for method, entry in numbers["methods"].items():
+        for seed, shipped in enumerate(entry.get("entropy", [])):
+            folder = tmp_path / f"{method}-seed{seed}"
+            folder.mkdir()
+            with gzip.open(os.path.join(study, "runs", folder.name, "metrics.jsonl.gz"), "rb") as f:
+                (folder / "metrics.jsonl").write_bytes(f.read())
+            entry["entropy"][seed] = reproduce.entropy_numbers(str(folder))
+            assert {r: {k: w[k] for k in shipped[r]} for r, w in entry["entropy"][seed].items()} == shipped
+    medians = findings.with_window_medians(numbers)
+    assert medians is not None and findings.verdicts_that_differ(findings.all_findings(numbers),
+                                                                 findings.all_findings(medians)) == []

@@ -282,3 +282,32 @@ def test_finding_6_judges_must_agree():
     assert verdicts({**PASSING, ("azr", "judge_final"): [[0.5, 0.5, 0.5, 0.5]]})[5] == "inconclusive"
     # the moving solver's figure alone cannot decide: without judges the finding is inconclusive
     assert verdicts({k: v for k, v in PASSING.items() if not k[1].startswith("judge")})[5] == "inconclusive"
+
+
+def with_medians(numbers):
+    """numbers with each entropy window's median planted equal to its mean."""
+    for entry in numbers["methods"].values():
+        for run in entry["entropy"]:
+            for w in run.values():
+                w.update(first_median=w["first"], last_median=w["last"], median=w["mean"])
+    return numbers
+
+
+def test_numbers_that_predate_the_medians_have_no_median_reading():
+    assert findings.with_window_medians(build(PASSING)) is None
+
+
+def test_medians_equal_to_the_means_decide_every_finding_the_same():
+    numbers = with_medians(build(PASSING))
+    assert [r["verdict"] for r in findings.all_findings(findings.with_window_medians(numbers))] == ["reproduced"] * 6
+
+
+def test_a_collapse_that_rests_on_a_spike_is_not_reproduced_by_the_medians():
+    numbers = with_medians(build(PASSING))
+    solver = numbers["methods"]["azr"]["entropy"][0]["solver"]
+    solver["first_median"] = solver["last"] - 0.2  # the first window's mean stands above its last only through a spike
+    medians = findings.with_window_medians(numbers)
+    assert medians["methods"]["azr"]["entropy"][0]["solver"]["first"] == solver["last"] - 0.2
+    assert findings.finding_entropy_collapse(numbers)["verdict"] == "reproduced"
+    assert findings.finding_entropy_collapse(medians)["verdict"] == "not reproduced"
+    assert findings.verdicts_that_differ(findings.all_findings(numbers), findings.all_findings(medians))[0].startswith("2.")

@@ -213,6 +213,7 @@ def test_the_study_writes_its_report_and_a_second_run_redoes_nothing(stand_ins):
     text = open(os.path.join(report, "report.md")).read()
     assert "| finding | verdict | the study | criterion | numbers |" in text and "survive bf16 rounding" in text
     assert "under fixed judges" in text and "## Budgets" in text and "Probe entropy over the checkpoints" in text
+    assert "### With the entropy windows' medians" in text and "median" in str(numbers["methods"]["azr"]["entropy"][0])
     judged = numbers["methods"]["azr"]["curriculum"][0]
     assert judged["judge_base"] == judged["judge_final"] == [pytest.approx(0.8), None, pytest.approx(0.2), None]  # quarters 1, 3
     assert set(numbers["methods"]["azr"]["probe"][0]) == {"0", "2"}
@@ -334,3 +335,19 @@ def test_the_whole_study_on_the_tiny_model(tmp_path):
     assert len(records) == 6 and all(r["verdict"] in findings.VERDICTS for r in records)
     for method in reproduce.RUNS:
         assert os.path.isdir(os.path.join(study, "runs", f"{method}-seed0", "checkpoints", "step_000001"))
+
+
+def test_entropy_windows_give_means_and_medians_by_hand(tmp_path):
+    """Twelve steps, windows of three: a spike at step 2 of the solver's deduction curve moves the
+    first window's mean and the mean over all steps, not their medians."""
+    solver = {"deduction": [0.2, 0.9, 0.2, 0.2, 0.2, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1],
+              "abduction": [0.4, 0.4, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.2, 0.2, 0.2]}
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        for step in range(12):
+            f.write(json.dumps({"step": step + 1, **{f"entropy/solver/{t}": v[step] for t, v in solver.items()}}) + "\n")
+    got = reproduce.entropy_numbers(str(tmp_path))["solver"]
+    assert got["first"] == pytest.approx(((0.2 + 0.9 + 0.2) / 3 + 0.4) / 2)
+    assert got["first_median"] == pytest.approx((0.2 + 0.4) / 2)
+    assert got["last"] == got["last_median"] == pytest.approx((0.1 + 0.2) / 2)
+    assert got["mean"] == pytest.approx((sum(solver["deduction"]) / 12 + sum(solver["abduction"]) / 12) / 2)
+    assert got["median"] == pytest.approx((0.1 + 0.3) / 2)
