@@ -423,6 +423,18 @@ def with_window_medians(numbers):
     return {**numbers, "methods": methods}
 
 
+def with_clean_pass_at_k(numbers):
+    """The numbers with every method's pass@k taken on the held-out tasks no run of any method
+    trained on (numbers["contamination"]["pass_at_k_clean"], contamination.py); a method without
+    those curves keeps none, so a finding that needs it is inconclusive. None without them."""
+    clean = (numbers.get("contamination") or {}).get("pass_at_k_clean")
+    if clean is None:
+        return None
+    methods = {m: {**entry, "pass_at_k": clean.get(m, [])} if "pass_at_k" in entry else entry
+               for m, entry in numbers.get("methods", {}).items()}
+    return {**numbers, "methods": methods}
+
+
 def verdicts_that_differ(records, others):
     """The findings whose verdict differs between two lists of records of the same findings."""
     return [r["finding"] for r, o in zip(records, others) if r["verdict"] != o["verdict"]]

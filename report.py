@@ -14,6 +14,7 @@ import shutil
 
 from analyze import (CURRICULUM_HEADER, ENTROPY_HEADER, curriculum_rows, entropy_rows, plot_curriculum, plot_entropy,
                      plot_length_vs_difficulty, plot_probe, plot_sparsity_sweep, sparsity_report, table)
+from contamination import contamination_section
 from evaluate import plot_pass_at_k
 from findings import (FINDINGS, finding_entropy_collapse, finding_peaked_reward, mean, sparsity_sweep, std, verdict_table,
                       verdicts_that_differ, with_window_medians)
@@ -193,6 +194,7 @@ def write_report(args, plan, long, evaluations, numbers, records, matched, comma
                verdict_table(matched), ""]
     md += budget_section(args)
     md += pass_at_k_section(args, evaluations, numbers, report)
+    md += contamination_section(numbers, records)
 
     plot_entropy([r.folder for r in seed0], os.path.join(report, "entropy.png"))
     plot_entropy([r.folder for r in seed0 if r.method in ("azr", "azr-frozen")], os.path.join(report, "entropy_frozen.png"))

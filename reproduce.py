@@ -65,6 +65,7 @@ import executor
 import grpo
 from analyze import ROLES, curriculum_rows, entropy_curves, probe_entropy
 from chat import completion, render_prompt, resolve_template
+from contamination import contamination_numbers
 from curriculum import mean_or_none, program_complexity
 from benchmarks import BENCHMARKS, PACKAGES
 from evaluate import pass_at_k_curve
@@ -79,7 +80,7 @@ from sparsity import sparsity, summarize
 from proposer import Task
 from sampling import sample
 from solver import TRIPLET_TYPES, solver_prompt
-from toytasks import DEPTHS, HELDOUT_PER_DEPTH, Generated, heldout
+from toytasks import DEPTHS, HELDOUT_PER_DEPTH, Generated, heldout, heldout_tasks
 from toyworld import answers, solved
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -412,14 +413,6 @@ def precondition_numbers_of(args, plan):
 # Evaluation: pass@k of the base and each final checkpoint, cached in the run's folder
 
 
-@functools.lru_cache(maxsize=1)
-def heldout_tasks(count):
-    """`count` held-out toy tasks, evenly spread over the set (which is ordered by depth); built
-    once per process."""
-    tasks = heldout()
-    return [tasks[i * len(tasks) // count] for i in range(count)]
-
-
 def write_json(path, data):
     """Write JSON whole or not at all: a kill never leaves half a cache file."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -718,6 +711,9 @@ def study_numbers(args, plan, sweep, long, evaluations):
         if folders:
             numbers["methods"][f"{method}-long"] = {"entropy": [entropy_numbers(f) for f in folders],
                                                     "probe": [probe_numbers(args, f, probes, base_entropy) for f in folders]}
+    numbers["contamination"] = contamination_numbers(
+        [g.task.program for g in heldout_tasks(args.tasks_per_type)],
+        {m: [r.folder for r in plan if r.method == m] for m in args.methods}, evaluations, args.n)
     if args.preconditions:
         numbers["preconditions"] = precondition_numbers_of(args, plan)
     if sweep:

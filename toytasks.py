@@ -23,6 +23,7 @@ toyworld.py measures a model on the held-out set; toybase.py trains the base on 
     python toyworld.py --show            # a few generated tasks of each depth, in both styles
 """
 
+import functools
 import random
 from dataclasses import dataclass, replace
 
@@ -392,6 +393,14 @@ def heldout():
         assert len(programs) >= HELDOUT_PER_DEPTH, "too few held-out programs kept: generate more"
         tasks += [triplets([g])[0] for g in programs[:HELDOUT_PER_DEPTH]]
     return tasks
+
+
+@functools.lru_cache(maxsize=2)
+def heldout_tasks(count):
+    """`count` held-out tasks evenly spread over the set (which is ordered by depth): the study's
+    evaluation set (reproduce.py) and its probes; built once per process."""
+    tasks = heldout()
+    return [tasks[i * len(tasks) // count] for i in range(count)]
 
 
 def fresh_tasks(programs=1000):

@@ -26,7 +26,7 @@ LAYERS = [
     ["toyworld"],
     ["sparsity", "curriculum"],             # analysis
     ["analyze"],
-    ["preconditions"],                      # can the proposer's tasks matter: the study's preconditions
+    ["preconditions", "contamination"],     # the study's preconditions; held-out tasks the runs saw
     ["report"],                             # the study's report.md and its runs' plain files
     ["perf", "reproduce", "assignments"],  # benchmarks and demos; the whole study in one command; courses
 ]
