@@ -92,6 +92,14 @@ def greater(a, b, margin=0.0, resolution=0.0):
     return True if d > spread else False if d < -spread else None
 
 
+def spreads(a, b, resolution=0.0):
+    """mean(a) - mean(b) in units of the spread `greater` uses: beyond +1 or -1 a comparison decides,
+    so how far beyond (or short of) that a verdict stands. None if a side has no values."""
+    if not a or not b:
+        return None
+    return (mean(a) - mean(b)) / max(std(a), std(b), resolution, 1e-300)
+
+
 def within(a, b, tol, resolution=0.0):
     """Do mean(a) and mean(b) agree within tol? True if |d| + spread <= tol (even at the spread's
     edge), False if |d| - spread > tol, None between, or if a side has no values; the spread as
@@ -298,6 +306,9 @@ def sparsity_record(by_method, setting, sparse_enough=SPARSE_ENOUGH, dense_enoug
         exact = [s["exact"] for s in by_method.get(m) or [] if s and s.get("exact") is not None]
         if exact:
             shown[f"{m} sparsity (float32, exact)"] = exact
+    for (a, name_a), (b, name_b) in (((rlvr, "RLVR"), (azr, "AZR")), ((azr, "AZR"), (sft, "SFT"))):
+        if a and b:  # the margin of each comparison: it decides beyond +1 or -1
+            shown[f"{name_a} - {name_b}, in spreads"] = [spreads(a, b, res)]
     return record(
         f"4. update sparsity: RLVR updates fewer parameters than AZR, AZR fewer than SFT ({setting})",
         "the sparsity of the checkpoint against the base in the bf16 view with exact zeros (the fraction of "

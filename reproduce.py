@@ -146,6 +146,9 @@ def get_args(argv=None):
                    help="finding 4 at each of these learning rates: AZR, RLVR and SFT trained --sweep-steps steps "
                         "per seed; the runs' own rate is added from their --sweep-steps checkpoint (none: no sweep)")
     p.add_argument("--sweep-steps", type=number(int, 1), default=10, help="steps of each sweep run")
+    p.add_argument("--sweep-seeds", type=number(int, 1), default=None,
+                   help="seeds of each sweep point (default: --seeds); at the runs' own rate, seeds beyond --seeds "
+                        "train sweep runs of their own")
     p.add_argument("--long-steps", type=number(int, 2), default=None,
                    help="also continue AZR and the frozen proposer's runs to this many steps (e.g. 150), which then "
                         "decide finding 2 (entropy collapse)")
@@ -166,6 +169,7 @@ def get_args(argv=None):
     args = p.parse_args(argv)
     args.methods = list(dict.fromkeys(args.methods))  # each once, in the order given
     args.pool_seeds = args.pool_seeds or args.seeds
+    args.sweep_seeds = args.sweep_seeds or args.seeds
     if args.only_preconditions:  # the self-play runs (b) reads, and nothing else of the study
         args.preconditions, args.sweep_lrs, args.long_steps, args.matched_budget = True, [], None, False
         args.methods = [m for m in args.methods if m in SELF_PLAY]
@@ -320,8 +324,9 @@ def train_all(args, jobs, what="training runs"):
 
 def sweep_plan(args):
     """[SweepRun]: finding 4's learning-rate sweep. Each --sweep-lrs rate
-    trains AZR, RLVR and SFT for --sweep-steps steps per seed in sweep/; the study's own rate is
-    read from its runs' checkpoint at that step (the learning rate is constant, and the runs draw
+    trains AZR, RLVR and SFT for --sweep-steps steps per seed (--sweep-seeds) in sweep/; the study's
+    own rate is read from its runs' checkpoint at that step for the seeds it has (sweep runs of
+    their own for any more seeds) (the learning rate is constant, and the runs draw
     each step's randomness from the seed and the step, so the first steps of a longer run are the
     short run), when --save-every wrote one."""
     plan = []
@@ -329,8 +334,8 @@ def sweep_plan(args):
     saved = args.sweep_steps <= args.steps and args.sweep_steps % args.settings["save_every"] == 0
     for rate in args.sweep_lrs + ([own] if saved and args.sweep_lrs else []):
         for method in (m for m in SWEEP if m in args.methods):
-            for seed in range(args.seeds):
-                folder = run_folder(args, method, seed) if rate == own else \
+            for seed in range(args.sweep_seeds):
+                folder = run_folder(args, method, seed) if rate == own and seed < args.seeds else \
                     os.path.join(args.out, "sweep", f"{method}-lr{rate:g}-seed{seed}")
                 plan.append(SweepRun(rate, method, seed, folder, args.sweep_steps))
     return plan
@@ -674,11 +679,10 @@ def curriculum_numbers(folder):
 def training_jobs(args, plan, sweep, long):
     """The study's training phases, each a list of training_job: with --preconditions their RLVR
     runs, the runs, finding 4's sweep (its own-rate points come from the runs) and the long runs."""
-    own = args.settings["lr"]
     return [("precondition runs", precondition_jobs(args) if args.preconditions else []),
             ("training runs", [training_job(args, r.method, r.seed, r.folder) for r in plan]),
-            ("sweep runs", [training_job(args, m, s, f, steps, ["--lr", f"{rate:g}"])
-                            for rate, m, s, f, steps in sweep if rate != own]),
+            ("sweep runs", [training_job(args, r.method, r.seed, r.folder, r.steps, ["--lr", f"{r.rate:g}"])
+                            for r in sweep if r.folder != run_folder(args, r.method, r.seed)]),
             ("long runs", [None if run_state(f, args.long_steps) == "done" else
                            (f, args.long_steps, ["--resume", "--out", f, "--steps", str(args.long_steps)])
                            for f in (r.folder for r in long)])]  # each a copy of its study run, resumed (start_long)

@@ -311,3 +311,15 @@ def test_a_collapse_that_rests_on_a_spike_is_not_reproduced_by_the_medians():
     assert findings.finding_entropy_collapse(numbers)["verdict"] == "reproduced"
     assert findings.finding_entropy_collapse(medians)["verdict"] == "not reproduced"
     assert findings.verdicts_that_differ(findings.all_findings(numbers), findings.all_findings(medians))[0].startswith("2.")
+
+
+def test_a_comparisons_margin_in_spreads_by_hand():
+    # means 0.5 and 0.3, stds 0.1 and 0.05: 2 spreads, so `greater` decides True; -2 the other way round
+    a, b = [0.4, 0.5, 0.6], [0.25, 0.3, 0.35]
+    assert findings.spreads(a, b) == pytest.approx(2.0) and findings.greater(a, b) is True
+    assert findings.spreads(b, a) == pytest.approx(-2.0) and findings.greater(b, a) is False
+    assert findings.spreads([0.5], [0.3], resolution=0.4) == pytest.approx(0.5) and findings.greater([0.5], [0.3], resolution=0.4) is None
+    assert findings.spreads([], b) is None
+    record = findings.sparsity_record({"rlvr": [{"bf16_exact": v} for v in a], "azr": [{"bf16_exact": v} for v in b],
+                                       "sft": [{"bf16_exact": 0.1}]}, "planted")
+    assert record["numbers"]["RLVR - AZR, in spreads"] == [pytest.approx(2.0)]

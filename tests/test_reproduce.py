@@ -39,6 +39,7 @@ BAD_ARGUMENTS = [
     (["--grpo-args=--task-types induction"], "trains on triplets"),
     (["--sweep-lrs", "0"], "argument --sweep-lrs: must be above 0"),
     (["--sweep-steps", "0"], "argument --sweep-steps: must be at least 1"),
+    (["--sweep-seeds", "0"], "argument --sweep-seeds: must be at least 1"),
     (["--long-steps", "1"], "argument --long-steps: must be at least 2"),
     (["--long-steps", "20"], "--long-steps 20: not beyond the runs' 20 steps"),
     (["--matched-budget", "--methods", "rlvr", "sft"], "--matched-budget: needs azr and rlvr or sft"),
@@ -116,6 +117,19 @@ def test_a_dry_run_shows_the_sweep_and_the_long_runs(tmp_path, monkeypatch, caps
     assert commands and all(line.count("--steps") == 1 for line in commands), "a run's steps given twice"
     assert "study/runs/azr-long-seed0 (30 steps): python grpo.py --resume --out study/runs/azr-long-seed0 --steps 30" in out
     assert "azr-frozen-long-seed0" in out and "azr-peaked-long" not in out
+    assert os.listdir(tmp_path) == []
+
+
+def test_more_sweep_seeds_than_runs_train_their_own_points_at_the_runs_rate(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv = SMALL[:-1] + ["--sweep-lrs", "1e-3", "--sweep-steps", "10", "--steps", "10", "--sweep-seeds", "2",
+                         "--methods", "azr", "--out", "study"]
+    plan = reproduce.sweep_plan(reproduce.get_args(argv))
+    assert [(r.rate, os.path.basename(r.folder)) for r in plan] == [
+        (1e-3, "azr-lr0.001-seed0"), (1e-3, "azr-lr0.001-seed1"), (1e-5, "azr-seed0"), (1e-5, "azr-lr1e-05-seed1")]
+    reproduce.main(argv + ["--dry-run"])
+    out = capsys.readouterr().out
+    assert out.count("--lr 0.001 --steps 10") == 2 and out.count("--lr 1e-05 --steps 10 --out study/sweep/azr-lr1e-05-seed1") == 1
     assert os.listdir(tmp_path) == []
 
 
