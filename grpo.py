@@ -315,12 +315,12 @@ def update(model, optimizer, rows, args, ref_model=None):
         rewards = torch.tensor([r.reward for r in rows])
         trr = args.advantage.startswith("trr++")
         # whose baseline each row shares: its (role, task type) for TRR++, its prompt's G samples for GRPO
-        baselines = [(r.role, r.task_type) if trr else (r.role, r.task_type, r.prompt) for r in rows]
+        baselines = [(r.role, r.task_type) if trr else (r.role, r.task_type, r.prompt_id) for r in rows]
         A, zero_var = advantages(rewards, baselines, args.advantage, [len(r.response_ids) for r in rows])
         stats["zero_var_frac"] = zero_var.float().mean().item()
         # frozen rows get no gradient; zero-variance groups stay in (A = 0: they add tokens to the
         # token mean and take the entropy bonus, as in AZR) unless --skip-zero-var
-        trainable = [k for k, r in enumerate(rows) if r.train and not (args.skip_zero_var and zero_var[k])]
+        trainable = [k for k, r in enumerate(rows) if r.learns and not (args.skip_zero_var and zero_var[k])]
     parts = mini_batch_split(trainable, args.mini_batches)
     # With one mini-batch the policy that sampled is the one being trained: the gradient pass's own
     # log-probs, detached, are the old ones, and its entropies are the ones to log. A no-grad pass

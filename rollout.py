@@ -30,10 +30,10 @@ class Row:
     response_ids: list   # ends with the eos unless truncated; eos stays in the loss
     role: str            # 'proposer' or 'solver'
     task_type: str
-    prompt: int          # prompt id within the step: the GRPO / Dr. GRPO group
+    prompt_id: int       # the prompt's index within the step: the GRPO / Dr. GRPO group
     reward: float = 0.0
     truncated: bool = False
-    train: bool = True   # False: no gradient (a frozen proposer)
+    learns: bool = True  # False: no gradient (a frozen proposer)
 
 
 def step_randomness(seed, step):

@@ -50,7 +50,7 @@ def self_play(step, model, tokenizer, buffers, args):
     records = []
     for row, task in proposals:
         row.reward = proposer_reward(task, args.proposer_reward, args.reward_levels)
-        row.train = not args.freeze_proposer
+        row.learns = not args.freeze_proposer
         records.append({**asdict(task), "proposer_reward": row.reward, "solver_response_len": lengths.get(id(task))})
     for task_type in args.task_types:
         add_to_buffer(buffers[task_type], [task for t, task in valid if t == task_type])
@@ -100,8 +100,8 @@ def solve_rates(model, tokenizer, tasks, args, seed, times):
     lists, every task of every type in ONE sample call (rollout.solver_rollout)."""
     solved, lengths = [0.0] * len(tasks), [0.0] * len(tasks)
     for row in solver_rollout(model, tokenizer, tasks, args, seed, 0, times, n=args.solve_samples, evaluation=True):
-        solved[row.prompt] += row.reward / args.solve_samples
-        lengths[row.prompt] += len(row.response_ids) / args.solve_samples
+        solved[row.prompt_id] += row.reward / args.solve_samples
+        lengths[row.prompt_id] += len(row.response_ids) / args.solve_samples
     return solved, lengths
 
 
