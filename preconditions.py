@@ -41,6 +41,7 @@ from toytasks import fresh_tasks
 POOLS = ("easiest", "proposed", "hardest")
 POOL_DEPTHS = {"easiest": 1, "hardest": 3}  # the programs' depth in the toy world's generator (toytasks.DEPTHS)
 GAP_POINTS = 5.0          # (ours) (a): best minus worst pool, in points of pass@1, beyond the larger seed spread
+REACH_POINTS = 1.0        # (ours) (b): a learned proposer's move worth this many points more than the frozen one's
 PROPOSED_TASKS = 400      # (ours) valid triplets the base proposes for the "proposed" pool
 TASK_FIELDS = ("type", "program", "inputs", "outputs", "message", "valid")
 TYPES = ("deduction", "abduction")
@@ -136,6 +137,29 @@ def worth(move, line):
     return interpolate(move["last"], line) - interpolate(move["first"], line)
 
 
+def reach_verdict(runs, floor=REACH_POINTS):
+    """(b) from the runs' records ({"method", "worth"}): per method the worth of its move per seed,
+    and for each learned proposer whether its mean worth exceeds the frozen proposer's (azr-frozen:
+    the move that is not the proposer's learning, since its reference tasks still change) by more
+    than the larger seed spread and by at least `floor` points: "measurable", else "small" (none
+    without a frozen run or worths). A long run (<method>-long) is held against the frozen
+    proposer's long run."""
+    worths = {}
+    for r in runs:
+        if r["worth"] is not None:
+            worths.setdefault(r["method"], []).append(r["worth"])
+    out = {}
+    for method, values in worths.items():
+        frozen = worths.get("azr-frozen-long" if method.endswith("-long") else "azr-frozen")  # the same length of run
+        if method.startswith("azr-frozen") or not frozen:
+            continue
+        beyond = mean(values) - mean(frozen)
+        spread = max(std(values), std(frozen))
+        out[method] = {"beyond_frozen": beyond, "spread": spread, "floor": floor,
+                       "measurable": beyond - spread >= floor}
+    return {"worths": worths, "learned": out}
+
+
 # -----------------------------------------------------------------------------
 # Numbers, the report's section and its figure
 
@@ -154,6 +178,7 @@ def precondition_numbers(pools, evaluations, runs):
     for method, seed, records, steps in runs:
         move = reach(records, steps)
         out["runs"].append({"method": method, "seed": seed, **move, "worth": worth(move, line)})
+    out["reach"] = reach_verdict(out["runs"])
     return out
 
 
@@ -162,6 +187,8 @@ def one_decimal(value):
 
 
 def spread_text(values):
+    if not values:
+        return ""
     return f"{mean(values):.1f} ± {std(values):.1f}" if len(values) > 1 else f"{values[0]:.1f}"
 
 
@@ -181,9 +208,20 @@ def preconditions_section(numbers, figure="preconditions.png"):
           + (". With one seed no spread is measured: the verdict says nothing about the noise between seeds."
              if min(len(v["pass_at_1"]) for v in numbers["pools"].values()) < 2 else "."), ""]
     if numbers["runs"]:
+        by_method = {}
+        for r in numbers["runs"]:
+            by_method.setdefault(r["method"], []).append(r)
         md += [table(["run", "nodes, first quarter", "nodes, last quarter", "move", "worth (points)"],
                      [[f"{r['method']}-seed{r['seed']}"] + [one_decimal(r[k]) for k in ("first", "last", "move", "worth")]
-                      for r in numbers["runs"]]), ""]
+                      for r in numbers["runs"]]
+                     + [[f"**{m}** ({len(rs)} seeds)"] + [spread_text([r[k] for r in rs if r[k] is not None]) or "–"
+                                                        for k in ("first", "last", "move", "worth")]
+                        for m, rs in by_method.items() if len(rs) > 1]), ""]
+        verdict = (numbers.get("reach") or {}).get("learned") or {}
+        md += [f"(b) {method}: {'measurable' if v['measurable'] else 'small'}: its move is worth {v['beyond_frozen']:+.1f} "
+               f"points beyond the frozen proposer's, the larger seed spread {v['spread']:.1f} (needed: {v['floor']:g} "
+               "beyond it, our threshold; the frozen proposer's move is the part that is not its learning)."
+               for method, v in verdict.items()] + ([""] if verdict else [])
     return md + [f"![preconditions]({figure})", ""]
 
 

@@ -404,13 +404,16 @@ def precondition_jobs(args):
             for pool, path in pool_paths(args).items() for seed in range(args.pool_seeds)]
 
 
-def precondition_numbers_of(args, plan):
-    """preconditions.json's numbers: the pools' held-out evaluations, and each self-play run's tasks."""
+def precondition_numbers_of(args, plan, long=()):
+    """preconditions.json's numbers: the pools' held-out evaluations, and each self-play run's tasks
+    (the long runs' too, as <method>-long, over their --long-steps)."""
     pools = {pool: read_jsonl(path) for pool, path in pool_paths(args).items()}
     evaluations = {pool: [heldout_eval(args, pool_folder(args, pool, s), *final_checkpoint(pool_folder(args, pool, s)))
                           for s in range(args.pool_seeds)] for pool in tqdm(POOLS, desc="preconditions", unit="pool")}
     runs = [(r.method, r.seed, read_jsonl(os.path.join(r.folder, "tasks.jsonl")), args.steps) for r in plan
             if r.method in SELF_PLAY]
+    runs += [(f"{r.method}-long", r.seed, read_jsonl(os.path.join(r.folder, "tasks.jsonl")), args.long_steps)
+             for r in long if run_state(r.folder, args.long_steps) == "done"]
     return precondition_numbers(pools, evaluations, runs)
 
 
@@ -719,7 +722,7 @@ def study_numbers(args, plan, sweep, long, evaluations):
         [g.task.program for g in heldout_tasks(args.tasks_per_type)],
         {m: [r.folder for r in plan if r.method == m] for m in args.methods}, evaluations, args.n)
     if args.preconditions:
-        numbers["preconditions"] = precondition_numbers_of(args, plan)
+        numbers["preconditions"] = precondition_numbers_of(args, plan, long)
     if sweep:
         rates = {}
         for r in tqdm(sweep, desc="sweep sparsity", unit="run"):
@@ -729,15 +732,15 @@ def study_numbers(args, plan, sweep, long, evaluations):
     return numbers
 
 
-def only_preconditions(args, plan, report):
+def only_preconditions(args, plan, long, report):
     """--only-preconditions: report/preconditions.json, .md and .png, and each run's plain files."""
-    numbers = precondition_numbers_of(args, plan)
+    numbers = precondition_numbers_of(args, plan, long)
     write_json(os.path.join(report, "preconditions.json"), numbers)
     plot_preconditions(numbers, os.path.join(report, "preconditions.png"))
     md = preconditions_section(numbers)
     with open(os.path.join(report, "preconditions.md"), "w") as f:
         f.write("\n".join(md))
-    keep_artefacts([r.folder for r in plan] + [pool_folder(args, p, s) for p in POOLS for s in range(args.pool_seeds)],
+    keep_artefacts([r.folder for r in plan + long] + [pool_folder(args, p, s) for p in POOLS for s in range(args.pool_seeds)],
                    report)
     executor.close_pool()
     print("\n".join(md))
@@ -770,7 +773,7 @@ def main(argv=None):
     report = os.path.join(args.out, "report")
     os.makedirs(report, exist_ok=True)
     if args.only_preconditions:
-        return only_preconditions(args, plan, report)
+        return only_preconditions(args, plan, long, report)
     evaluations = evaluate_all(args, plan)
     write_json(os.path.join(report, "numbers.json"), study_numbers(args, plan, sweep, long, evaluations))
     with open(os.path.join(report, "numbers.json")) as f:  # the verdicts come from the saved file alone

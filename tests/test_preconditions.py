@@ -103,3 +103,39 @@ def test_numbers_section_and_figure(tmp_path):
     assert "With one seed" not in text and "| easiest | 2 | 6.0 | 55.5 ± 0.7 |" in text
     preconditions.plot_preconditions(numbers, str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def worth_runs(worths):
+    return [{"method": m, "seed": s, "worth": w} for m, ws in worths.items() for s, w in enumerate(ws)]
+
+
+def test_a_learned_proposer_whose_move_is_worth_more_than_the_frozen_ones_is_measurable():
+    got = preconditions.reach_verdict(worth_runs({"azr": [3.0, 3.2, 2.8], "azr-frozen": [0.1, 0.0, 0.2]}))
+    assert got["learned"]["azr"]["beyond_frozen"] == pytest.approx(2.9) and got["learned"]["azr"]["measurable"]
+
+
+def test_a_move_the_frozen_proposer_makes_too_is_small():
+    # toy-v3's three seeds (worth in points): the learned proposer's lead is within its spread
+    got = preconditions.reach_verdict(worth_runs({"azr": [0.6, 0.6, 1.1], "azr-frozen": [-0.1, 0.2, 1.0]}))
+    assert not got["learned"]["azr"]["measurable"] and got["learned"]["azr"]["spread"] == pytest.approx(0.5686, abs=1e-3)
+    # beyond the frozen one by more than the spread, but by less than the 1-point floor: still small
+    assert not preconditions.reach_verdict(worth_runs({"azr": [0.9, 0.9], "azr-frozen": [0.1, 0.1]}))["learned"]["azr"]["measurable"]
+    assert preconditions.reach_verdict(worth_runs({"azr": [0.9]}))["learned"] == {}  # no frozen run: no verdict
+
+
+def test_the_section_summarises_each_method_and_says_b():
+    runs = [{"method": m, "seed": s, "first": 10.0, "last": 10.0 + move, "move": move, "worth": move}
+            for m, moves in {"azr": [3.0, 3.4], "azr-frozen": [0.0, 0.2]}.items() for s, move in enumerate(moves)]
+    numbers = {"pools": {"easiest": {"tasks": 1, "nodes": 5.0, "pass_at_1": [50.0], "deduction": [50.0], "abduction": [50.0]}},
+               "world": preconditions.world_verdict({"easiest": [50.0]}), "runs": runs,
+               "reach": preconditions.reach_verdict(runs)}
+    text = "\n".join(preconditions.preconditions_section(numbers))
+    assert "| **azr** (2 seeds) | 10.0 ± 0.0 | 13.2 ± 0.3 | 3.2 ± 0.3 | 3.2 ± 0.3 |" in text
+    assert "(b) azr: measurable: its move is worth +3.1 points beyond the frozen proposer's" in text
+
+
+def test_long_runs_are_held_against_the_frozen_proposers_long_runs():
+    got = preconditions.reach_verdict(worth_runs({"azr": [0.5, 0.6], "azr-frozen": [0.4, 0.5],
+                                                  "azr-long": [4.0, 4.2], "azr-frozen-long": [0.5, 0.7]}))
+    assert not got["learned"]["azr"]["measurable"] and got["learned"]["azr-long"]["measurable"]
+    assert got["learned"]["azr-long"]["beyond_frozen"] == pytest.approx(3.5)

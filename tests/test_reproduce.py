@@ -329,12 +329,17 @@ def test_only_the_preconditions_train_rlvr_on_each_pool_and_the_self_play_runs(s
 def test_the_preconditions_join_the_studys_report(stand_ins, monkeypatch):
     study, calls = stand_ins
     monkeypatch.setattr(reproduce, "proposed_pool", lambda model, tokenizer, settings: PROPOSED)
-    reproduce.main(SMALL + ["--preconditions", "--pool-seeds", "2", "--methods", "azr", "rlvr", "--out", study])
+    reproduce.main(SMALL + ["--preconditions", "--pool-seeds", "2", "--methods", "azr", "azr-frozen", "rlvr",
+                            "--long-steps", "3", "--out", study])
     trained = sorted(os.path.basename(last_value(a, "--out")) for a in calls)
-    assert trained == sorted(["azr-seed0", "rlvr-seed0"] + [f"{p}-seed{s}" for p in reproduce.POOLS for s in (0, 1)])
+    assert trained == sorted(["azr-seed0", "azr-frozen-seed0", "rlvr-seed0", "azr-long-seed0", "azr-frozen-long-seed0"]
+                             + [f"{p}-seed{s}" for p in reproduce.POOLS for s in (0, 1)])
     with open(os.path.join(study, "report", "numbers.json")) as f:
         numbers = json.load(f)
     assert set(numbers["preconditions"]["pools"]) == set(reproduce.POOLS)
+    # (b) over the study's runs and over the long runs, each held against the frozen proposer's of its length
+    assert [r["method"] for r in numbers["preconditions"]["runs"]] == ["azr", "azr-frozen", "azr-long", "azr-frozen-long"]
+    assert set(numbers["preconditions"]["reach"]["learned"]) <= {"azr", "azr-long"}
     text = open(os.path.join(study, "report", "report.md")).read()
     assert "## Can the proposer's tasks matter? (preconditions)" in text and "(preconditions.png)" in text
 
