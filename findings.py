@@ -20,7 +20,8 @@ the fields:
   pass_at_k   {benchmark: {k: pass@k}}, k written as a string (a JSON key);
   entropy     {role: {"first": mean over the first window of steps, "last": over the last window,
               "mean": over all steps}}, each the mean over task types of the token entropy logged
-              during training;
+              during training; and "first_median", "last_median", "median": the same windows'
+              medians over their steps (with_window_medians);
   sparsity    {"bf16_exact", "bf16_tol", "exact", "tol"}: the fraction of parameters unchanged
               from the base, exactly or within the tolerance, in bf16 or in the checkpoint dtype;
   curriculum  {"first_half", "second_half"}: the mean solve rate of the valid proposed tasks in
@@ -34,7 +35,9 @@ the fields:
 and, outside "methods", optionally:
   sweep       {"steps": S, "rates": {learning rate: {method: [{"bf16_exact", "exact"} per seed]}}}:
               sparsity after S steps at each rate (finding 4 at each rate);
-  budgets     {method: {"proposer", "solver"}}: the sequences each method trains on per step.
+  budgets     {method: {"proposer", "solver"}}: the sequences each method trains on per step;
+  contamination  the held-out tasks each method's runs saw and pass@k without them
+              (contamination.contamination_numbers; with_clean_pass_at_k reads "pass_at_k_clean").
 Methods "azr-long" and "azr-frozen-long" (long runs) decide finding 2 when present, and
 "rlvr-matched" and "sft-matched" (trained on AZR's solver sequences per step) replace RLVR and
 SFT in matched_budget(numbers).
