@@ -66,6 +66,17 @@ DENSE_ENOUGH = 0.99           # finding 4 (ours): ... and some method changes mo
 # the smallest difference that decides, per quantity, whatever the seeds' spread
 RESOLUTION = {"pass@k": 0.005, "entropy": 0.005, "sparsity": 1e-4, "solve rate": 0.01, "spearman": 0.05}
 
+# Changes to the findings since the toy-v2 study (docs/study-toy) ran, each landed in its own commit
+# before the study on toy-v3 started: the report lists them (report.py), so that a reader can check
+# that no criterion was chosen after the numbers it decides.
+CRITERIA_COMMITS = (
+    ("2598c62", "finding 5: two entropy changes also agree within 0.01 nats, so that two flat curves can agree"),
+    ("19f9d86", "findings 2 and 5 also decided with the entropy windows' medians (shown beside; the verdicts "
+                "stand on the means)"),
+    ("5994fbf", "findings 1, 3 and 5 also decided on the held-out tasks no run trained on (shown beside)"),
+    ("aea4f05", "finding 4 shows each comparison's margin in seed spreads (no criterion changed)"),
+)
+
 
 # -----------------------------------------------------------------------------
 # Comparisons across seeds

@@ -16,7 +16,7 @@ from analyze import (CURRICULUM_HEADER, ENTROPY_HEADER, curriculum_rows, entropy
                      plot_length_vs_difficulty, plot_probe, plot_sparsity_sweep, sparsity_report, table)
 from contamination import contamination_section
 from evaluate import plot_pass_at_k
-from findings import (FINDINGS, finding_entropy_collapse, finding_peaked_reward, mean, sparsity_sweep, std, verdict_table,
+from findings import (CRITERIA_COMMITS, FINDINGS, finding_entropy_collapse, finding_peaked_reward, mean, sparsity_sweep, std, verdict_table,
                       verdicts_that_differ, with_window_medians)
 from preconditions import plot_preconditions, preconditions_section
 from runs import checkpoints
@@ -185,6 +185,9 @@ def write_report(args, plan, long, evaluations, numbers, records, matched, comma
           "resolution (named in each criterion); with one seed the resolution alone decides, and the verdicts then "
           "say nothing about the noise between seeds. \"the study\" quotes the sentence of the study's abstract "
           "that names the analysis and paraphrases its result (our words).", "", verdict_table(records), ""]
+    md += ["### Criteria fixed before this study", "", "Changes to findings.py since the toy-v2 study "
+           "(docs/study-toy), each in its own commit before this study started:", "",
+           *[f"- `{commit}`: {what}" for commit, what in CRITERIA_COMMITS], ""]
     md += medians_section(numbers, records)
     if matched:
         differ = verdicts_that_differ(records, matched)

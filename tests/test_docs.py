@@ -6,6 +6,9 @@ import gzip
 import json
 import os
 import re
+import subprocess
+
+import pytest
 
 import findings
 import reproduce
@@ -119,3 +122,11 @@ def test_the_documented_studys_entropy_verdicts_stand_with_window_medians(tmp_pa
     medians = findings.with_window_medians(numbers)
     assert medians is not None and findings.verdicts_that_differ(findings.all_findings(numbers),
                                                                  findings.all_findings(medians)) == []
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(ROOT, ".git")), reason="no git history in this copy")
+def test_the_criteria_commits_the_report_lists_changed_findings_py():
+    for commit, what in findings.CRITERIA_COMMITS:
+        changed = subprocess.run(["git", "show", "--name-only", "--format=", commit], cwd=ROOT, capture_output=True, text=True)
+        assert changed.returncode == 0, f"{commit} ({what}): not in this history: {changed.stderr}"
+        assert "findings.py" in changed.stdout.split(), f"{commit} ({what}) did not change findings.py"

@@ -228,6 +228,7 @@ def test_the_study_writes_its_report_and_a_second_run_redoes_nothing(stand_ins):
     assert "| finding | verdict | the study | criterion | numbers |" in text and "survive bf16 rounding" in text
     assert "under fixed judges" in text and "## Budgets" in text and "Probe entropy over the checkpoints" in text
     assert "### With the entropy windows' medians" in text and "median" in str(numbers["methods"]["azr"]["entropy"][0])
+    assert "### Criteria fixed before this study" in text and "`2598c62`: finding 5" in text
     judged = numbers["methods"]["azr"]["curriculum"][0]
     assert judged["judge_base"] == judged["judge_final"] == [pytest.approx(0.8), None, pytest.approx(0.2), None]  # quarters 1, 3
     assert set(numbers["methods"]["azr"]["probe"][0]) == {"0", "2"}
