@@ -310,8 +310,9 @@ def test_an_exercise_that_loops_forever_is_cut_at_its_time_limit_and_scores_zero
     copy, pidfile = str(tmp_path / "copy"), tmp_path / "helper.pid"
     assignments.make(copy, [])
     path = os.path.join(copy, "proposer.py")
-    loop = (f"import subprocess\nwith open({str(pidfile)!r}, 'w') as f:\n"
-            "    f.write(str(subprocess.Popen(['sleep', '300']).pid))\nwhile True:\n    pass")
+    # (it waits in a sleep, not a busy loop, so that its 30 s leave the other tier of CI a core)
+    loop = (f"import subprocess, time\nwith open({str(pidfile)!r}, 'w') as f:\n"
+            "    f.write(str(subprocess.Popen(['sleep', '300']).pid))\nwhile True:\n    time.sleep(1)")
     with open(path) as f:
         source = replace_bodies(f.read(), {"learnability_reward": loop})
     with open(path, "w") as f:
